@@ -7,6 +7,7 @@ internal to the store and never appear here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,19 @@ DEFAULT_KIND_WEIGHTS: dict[str, float] = {
     "rating": 1.0,
     "review": 1.0,
 }
+
+
+def interaction_value(kind: str, rating: float | None, weight: float | None) -> float:
+    """The implicit-feedback value ALS sees for one interaction (training and real-time fold-in alike).
+
+    A ``rating`` event counts with its rating (a 5 is a stronger signal than a 1); any other event with its weight,
+    or its kind's default weight (:data:`DEFAULT_KIND_WEIGHTS`) when it has none.
+    """
+    if kind == "rating" and rating is not None:
+        return float(rating)
+    if weight is not None:
+        return float(weight)
+    return DEFAULT_KIND_WEIGHTS.get(kind, 1.0)
 
 
 @dataclass(slots=True)
@@ -59,6 +73,9 @@ class InteractionRecord:
     review_text: str | None = None
     verified: bool | None = None
     idempotency_key: str | None = None
+    # Where the row came from, so the loader can name it in a DataError (e.g. an item absent from the catalog).
+    source_file: str | None = None
+    source_line: int | None = None
 
 
 @dataclass(slots=True)
@@ -99,11 +116,19 @@ class ErrorCollector:
     def __init__(self, skip_invalid: bool = False) -> None:
         self.skip_invalid = skip_invalid
         self.errors: list[RowError] = []
+        # Rows a reader changed or dropped by a documented rule rather than rejected (e.g. a repeated Amazon review
+        # collapsed into the first); never raised, reported by the caller like the skipped rows.
+        self.warnings: list[RowError] = []
 
     def add(self, error: RowError) -> None:
         if not self.skip_invalid:
             raise DataError(error)
         self.errors.append(error)
+
+    def warn(self, warning: RowError) -> None:
+        """Record a row handled by a documented rule (logged at DEBUG, never raised; the reader logs a summary)."""
+        logging.getLogger(__name__).debug("%s", warning)
+        self.warnings.append(warning)
 
 
 @dataclass(slots=True)
