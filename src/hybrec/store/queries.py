@@ -1,0 +1,221 @@
+"""Small, tested queries the rest of hybrec runs against the store (training, serving, the events API, the CLI).
+
+Functions take a :class:`~sqlalchemy.orm.Session` so that a caller can compose several in one transaction; the
+caller commits (``hybrec.store.engine.session_scope`` does). External ids in, external ids out: integer keys stay
+inside the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Insert, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from hybrec.data.records import InteractionRecord, interaction_value
+from hybrec.store.models import ChatMessage, Interaction, Item, ModelVersion, User, to_utc, utcnow
+
+_IN_CHUNK = 5_000  # ids per IN (...) list; SQLite allows 32766 bound parameters
+
+
+class UnknownItemsError(LookupError):
+    """Interactions named items the catalog does not have; nothing was inserted."""
+
+    def __init__(self, item_ids: Sequence[str]) -> None:
+        self.item_ids = list(item_ids)
+        super().__init__(f"unknown item id(s): {', '.join(self.item_ids[:20])}")
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionArrays:
+    """Every stored interaction as parallel arrays (row i of each is one interaction), in time order."""
+
+    user_ids: np.ndarray  # object array of external user ids
+    item_ids: np.ndarray  # object array of external item ids
+    kinds: np.ndarray  # object array
+    ratings: np.ndarray  # float64, NaN where there is no rating
+    weights: np.ndarray  # float64
+    values: np.ndarray  # float64: hybrec.data.records.interaction_value of each row
+    timestamps: np.ndarray  # int64 epoch seconds (UTC)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class UserInteraction:
+    item_id: str
+    kind: str
+    rating: float | None
+    weight: float
+    ts: datetime
+
+
+def load_interaction_arrays(session: Session, batch_size: int = 50_000) -> InteractionArrays:
+    """Stream every interaction (joined to external ids) into numpy arrays, for training."""
+    rows = session.execute(
+        select(
+            User.external_id, Item.external_id, Interaction.kind, Interaction.rating, Interaction.weight, Interaction.ts
+        )
+        .join(User, Interaction.user_id == User.id)
+        .join(Item, Interaction.item_id == Item.id)
+        .order_by(Interaction.ts, Interaction.id)
+        .execution_options(yield_per=batch_size)
+    )
+    users: list[str] = []
+    items: list[str] = []
+    kinds: list[str] = []
+    ratings: list[float] = []
+    weights: list[float] = []
+    values: list[float] = []
+    stamps: list[int] = []
+    nan = float("nan")
+    for user, item, kind, rating, weight, ts in rows:
+        users.append(user)
+        items.append(item)
+        kinds.append(kind)
+        ratings.append(nan if rating is None else rating)
+        weights.append(weight)
+        values.append(interaction_value(kind, rating, weight))
+        stamps.append(int(ts.timestamp()))
+    return InteractionArrays(
+        np.asarray(users, dtype=object),
+        np.asarray(items, dtype=object),
+        np.asarray(kinds, dtype=object),
+        np.asarray(ratings, dtype=np.float64),
+        np.asarray(weights, dtype=np.float64),
+        np.asarray(values, dtype=np.float64),
+        np.asarray(stamps, dtype=np.int64),
+    )
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start : start + _IN_CHUNK]
+
+
+def items_by_external_ids(session: Session, external_ids: Iterable[str]) -> dict[str, Item]:
+    """The stored items among ``external_ids`` (absent ids are simply missing from the result)."""
+    found: dict[str, Item] = {}
+    for chunk in _chunks(list(dict.fromkeys(external_ids))):
+        for item in session.scalars(select(Item).where(Item.external_id.in_(chunk))):
+            found[item.external_id] = item
+    return found
+
+
+def item_metadata(item: Item) -> dict[str, Any]:
+    """An item as a plain dict keyed by the record field names (``external_id``, ``name``, ``price`` ...)."""
+    return {
+        "external_id": item.external_id,
+        "name": item.name,
+        "category": item.category,
+        "brand": item.brand,
+        "description": item.description,
+        "features": list(item.features or []),
+        "price": item.price,
+        "avg_rating": item.avg_rating,
+        "num_ratings": item.num_ratings,
+        "attributes": dict(item.attributes or {}),
+    }
+
+
+def get_or_create_users(session: Session, external_ids: Iterable[str]) -> dict[str, int]:
+    """Internal ids of ``external_ids``, creating the users that do not exist yet (race-safe upsert)."""
+    wanted = list(dict.fromkeys(external_ids))
+    ids = _user_ids(session, wanted)
+    missing = [e for e in wanted if e not in ids]
+    if missing:
+        now = utcnow()
+        session.execute(
+            _insert(session, User).on_conflict_do_nothing(index_elements=["external_id"]),
+            [{"external_id": e, "attributes": {}, "created_at": now} for e in missing],
+        )
+        ids.update(_user_ids(session, missing))
+    return ids
+
+
+def _user_ids(session: Session, external_ids: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for chunk in _chunks(external_ids):
+        rows = session.execute(select(User.external_id, User.id).where(User.external_id.in_(chunk)))
+        ids.update((external_id, user_id) for external_id, user_id in rows)
+    return ids
+
+
+def _insert(session: Session, model: Any) -> Any:
+    """A dialect-specific INSERT, which has ``on_conflict_do_nothing`` on both PostgreSQL and SQLite."""
+    dialect = session.get_bind().dialect.name
+    statement: Insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    return statement
+
+
+def insert_interactions(session: Session, records: Sequence[InteractionRecord]) -> list[InteractionRecord]:
+    """Store ``records`` (the real-time events path) and return those that were new.
+
+    A record whose ``idempotency_key`` is already stored - or repeated earlier in ``records`` - is not inserted
+    again; records without a key are always new. Unknown users are created.
+
+    Raises
+    ------
+    UnknownItemsError
+        When a record names an item absent from the catalog; nothing is inserted.
+    """
+    if not records:
+        return []
+    items = {e: i.id for e, i in items_by_external_ids(session, (r.item_id for r in records)).items()}
+    unknown = list(dict.fromkeys(r.item_id for r in records if r.item_id not in items))
+    if unknown:
+        raise UnknownItemsError(unknown)
+    users = get_or_create_users(session, (r.user_id for r in records))
+    insert = _insert(session, Interaction).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    now = utcnow()
+    new: list[InteractionRecord] = []
+    for record in records:  # one statement each: RETURNING tells exactly which records were new
+        row = {
+            "user_id": users[record.user_id],
+            "item_id": items[record.item_id],
+            "kind": record.kind,
+            "rating": record.rating,
+            "weight": record.weight,
+            "review_text": record.review_text,
+            "verified": record.verified,
+            "ts": to_utc(record.ts),
+            "idempotency_key": record.idempotency_key,
+            "created_at": now,
+        }
+        if session.execute(insert.values(row).returning(Interaction.id)).first() is not None:
+            new.append(record)
+    return new
+
+
+def user_interactions(session: Session, user_external_id: str, limit: int | None = None) -> list[UserInteraction]:
+    """The interactions of one user, oldest first (the most recent ``limit`` when given); [] for an unknown user."""
+    query = (
+        select(Item.external_id, Interaction.kind, Interaction.rating, Interaction.weight, Interaction.ts)
+        .join(Interaction, Interaction.item_id == Item.id)
+        .join(User, Interaction.user_id == User.id)
+        .where(User.external_id == user_external_id)
+        .order_by(Interaction.ts.desc(), Interaction.id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = [UserInteraction(*row) for row in session.execute(query)]
+    rows.reverse()
+    return rows
+
+
+def store_counts(session: Session) -> dict[str, int]:
+    """Row counts of the main tables (``hybrec db stats``)."""
+    tables = {
+        "users": User,
+        "items": Item,
+        "interactions": Interaction,
+        "chat_messages": ChatMessage,
+        "model_versions": ModelVersion,
+    }
+    return {name: int(session.scalar(select(func.count()).select_from(model)) or 0) for name, model in tables.items()}
