@@ -24,6 +24,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # Alembic logs every plugin and migration step at INFO on each command that checks the schema.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _register() -> None:
