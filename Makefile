@@ -12,12 +12,14 @@ $(STAMP): pyproject.toml
 	# torch first, from the pinned CPU build, so nothing below can pull a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,llm]'
+	# The fused ALS kernel (a torch C++ extension) is compiled here, once, from src/hybrec/als/csrc.
+	$(PY) -m hybrec.als.build
 	touch $(STAMP)
 
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/hybrec demo-run
+	$(VENV)/bin/hybrec up
 
 test: install
 	$(VENV)/bin/ruff check src tests bench
