@@ -1,0 +1,190 @@
+"""The FastAPI application factory.
+
+``create_app(settings, components=("reco",))`` assembles the app from components: ``reco`` (the collaborative
+engine: recommendations, interactions, model admin), ``trainer`` (the training scheduler inside this process, for
+embedded mode) and any other name ``X`` whose module ``hybrec.api.routes.X`` exposes a ``router`` (and optionally
+``setup(app, settings)``), which is how the chat engine plugs in. ``/health``, ``/ready`` and ``/metrics`` are always
+there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hybrec.api.metrics import Metrics
+from hybrec.api.routes import admin, health, reco
+from hybrec.config import Settings, get_settings
+from hybrec.recommend.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    ItemNotInModel,
+    ModelNotReady,
+    ModelVersionUnusable,
+    UnknownItems,
+    UnknownModelVersion,
+)
+from hybrec.recommend.service import Recommender
+
+log = logging.getLogger(__name__)
+
+_MAX_ECHOED_INPUT = 200
+BUILTIN_COMPONENTS = ("reco", "trainer")
+
+
+def _component_module(name: str) -> Any:
+    """``hybrec.api.routes.<name>``, which must expose a ``router``; ValueError naming the component otherwise."""
+    if name in ("health", "admin"):
+        raise ValueError(f"API component {name!r} is always included (health) or part of 'reco' (admin)")
+    try:
+        module = importlib.import_module(f"hybrec.api.routes.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"hybrec.api.routes.{name}":
+            raise
+        raise ValueError(
+            f"unknown API component {name!r}: expected {BUILTIN_COMPONENTS} or a module hybrec.api.routes.{name}"
+        ) from exc
+    if not hasattr(module, "router"):
+        raise ValueError(f"API component {name!r}: hybrec.api.routes.{name} has no `router`")
+    return module
+
+
+def create_app(
+    settings: Settings | None = None,
+    components: Sequence[str] = ("reco",),
+    *,
+    recommender: Recommender | None = None,
+) -> FastAPI:
+    """Build the API.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to the process settings (:func:`hybrec.config.get_settings`).
+    components : sequence of str
+        ``reco``, ``trainer`` and/or the names of route modules under ``hybrec.api.routes`` (e.g. ``chat``).
+    recommender : Recommender, optional
+        An already built recommender (tests, benchmarks); by default one is built from ``settings`` at startup.
+    """
+    settings = settings or get_settings()
+    metrics = Metrics()
+    extra_modules = [_component_module(c) for c in components if c not in BUILTIN_COMPONENTS]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if "reco" in components and app.state.recommender is None:
+            app.state.recommender = Recommender(settings, telemetry=metrics)
+        if app.state.recommender is not None:
+            app.state.recommender.refresh(force=True)
+        if "trainer" in components:
+            from hybrec.training.scheduler import TrainingScheduler
+
+            recommender = app.state.recommender
+            app.state.scheduler = TrainingScheduler(
+                settings,
+                run_first=False,  # `hybrec train` ran before `hybrec serve`; retrain on the interval
+                on_outcome=lambda outcome: metrics.training_runs.labels(outcome.status).inc(),
+                user_cache=None if recommender is None else recommender.user_cache,
+                item_index=None if recommender is None else recommender.item_index,
+            )
+            app.state.scheduler.start()
+        try:
+            yield
+        finally:
+            if app.state.scheduler is not None:
+                app.state.scheduler.stop()
+            if app.state.recommender is not None:
+                app.state.recommender.close()
+
+    app = FastAPI(title="hybrec", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.recommender = recommender
+    app.state.scheduler = None
+    app.add_middleware(_TimingMiddleware, metrics=metrics)
+    _install_error_handlers(app)
+
+    app.include_router(health.router)
+    if "reco" in components:
+        app.include_router(reco.router)
+        app.include_router(admin.router)
+    for module in extra_modules:
+        app.include_router(module.router)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app, settings)
+    return app
+
+
+class _TimingMiddleware:
+    """ASGI middleware class (what ``add_middleware`` expects) around :meth:`Metrics.middleware`."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = metrics.middleware(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+def _error(status: int, detail: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape ({"detail": [{"loc", "msg", "type"}]}), with huge inputs (a 10 KB id) cut short.
+        errors = []
+        for error in exc.errors():
+            error = dict(error)
+            value = error.get("input")
+            if isinstance(value, str | bytes) and len(value) > _MAX_ECHOED_INPUT:
+                error["input"] = f"{value[:_MAX_ECHOED_INPUT]!s}... ({len(value)} characters)"
+            elif isinstance(value, dict | list) and len(str(value)) > _MAX_ECHOED_INPUT:
+                error.pop("input")
+            error.pop("url", None)
+            errors.append(error)
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+    @app.exception_handler(ItemNotInModel)
+    async def item_not_in_model(_request: Request, exc: ItemNotInModel) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(UnknownItems)
+    async def unknown_items(_request: Request, exc: UnknownItems) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid(_request: Request, exc: InvalidRequest) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(UnknownModelVersion)
+    async def unknown_version(_request: Request, exc: UnknownModelVersion) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(ModelVersionUnusable)
+    async def unusable_version(_request: Request, exc: ModelVersionUnusable) -> JSONResponse:
+        return _error(409, str(exc))
+
+    @app.exception_handler(ModelNotReady)
+    async def not_ready(_request: Request, exc: ModelNotReady) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(DependencyUnavailable)
+    async def unavailable(_request: Request, exc: DependencyUnavailable) -> JSONResponse:
+        return _error(503, str(exc))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with its traceback here; the client gets no stack trace.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal server error")

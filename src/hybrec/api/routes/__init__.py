@@ -1,0 +1,1 @@
+"""One module per resource; a module with a ``router`` (and optionally ``setup(app, settings)``) is a component."""

@@ -1,0 +1,196 @@
+"""Recommendation endpoints: per-user top-N, similar items, interaction events and the seed's ``/recommendation``.
+
+Handlers are thin: they validate, call :class:`~hybrec.recommend.service.Recommender` and shape the answer. Errors
+of the serving layer become HTTP errors in ``hybrec.api.app`` (one mapping for every route).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Discriminator, Tag
+
+from hybrec.api.deps import RecommenderDep, SettingsDep, require_api_key
+from hybrec.api.schemas import (
+    MAX_ID_LENGTH,
+    InteractionBatch,
+    InteractionIn,
+    InteractionsResponse,
+    RecommendationResponse,
+    RecommendedItem,
+    SeedRecommendationRequest,
+    SeedRecommendationResponse,
+    SimilarItemsResponse,
+    UserUpdate,
+)
+from hybrec.config import Settings
+from hybrec.recommend.types import InteractionEvent, ScoredItem
+from hybrec.vectors.filters import Filter
+
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
+
+PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="External id.")]
+
+
+def check_n(n: int, settings: Settings, field: tuple[str, ...] = ("query", "n")) -> int:
+    """``n`` when 1 <= n <= ``settings.max_recommendations``; otherwise a 422 naming the cap."""
+    cap = settings.max_recommendations
+    if not 1 <= n <= cap:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": field,
+                    "msg": f"{field[-1]} must be between 1 and {cap} "
+                    f"(the cap set by HYBREC_MAX_RECOMMENDATIONS), got {n}",
+                    "input": n,
+                }
+            ]
+        )
+    return n
+
+
+def item_filters(
+    category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    brand: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
+    min_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
+    min_rating: Annotated[float | None, Query(ge=0, le=10, allow_inf_nan=False)] = None,
+) -> Filter:
+    """The item filters of a query string; min_price > max_price is a 422."""
+    if min_price is not None and max_price is not None and min_price > max_price:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "min_price"),
+                    "msg": f"min_price ({min_price}) must not exceed max_price ({max_price})",
+                    "input": min_price,
+                }
+            ]
+        )
+    try:
+        return Filter(category=category, brand=brand, min_price=min_price, max_price=max_price, min_rating=min_rating)
+    except ValueError as exc:  # e.g. a brand with no letters or digits to match on
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query",), "msg": str(exc), "input": None}]
+        ) from exc
+
+
+FiltersDep = Annotated[Filter, Depends(item_filters)]
+
+
+def _items(items: list[ScoredItem]) -> list[RecommendedItem]:
+    return [
+        RecommendedItem(
+            item_id=i.item_id,
+            score=i.score,
+            name=i.name,
+            brand=i.brand,
+            category=i.category,
+            price=i.price,
+            avg_rating=i.avg_rating,
+        )
+        for i in items
+    ]
+
+
+@router.get("/v1/users//recommendations", include_in_schema=False)
+def empty_user_id() -> None:
+    raise RequestValidationError(
+        [{"type": "string_too_short", "loc": ("path", "user_id"), "msg": "user_id must not be empty", "input": ""}]
+    )
+
+
+def _json(model: BaseModel) -> Response:
+    # The model is built (and so validated) here; handing FastAPI a Response skips its second validation pass
+    # against response_model, a visible share of a few-millisecond endpoint. The schema still documents the answer.
+    return Response(model.model_dump_json(), media_type="application/json")
+
+
+@router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationResponse)
+def recommend_for_user(
+    user_id: PathId,
+    recommender: RecommenderDep,
+    settings: SettingsDep,
+    filters: FiltersDep,
+    n: Annotated[int, Query(description="How many items (1..HYBREC_MAX_RECOMMENDATIONS).")] = 10,
+    exclude_seen: bool = True,
+) -> Response:
+    """Top-``n`` items for a user, filters applied inside the search, seen items excluded by default."""
+    result = recommender.recommend(user_id, check_n(n, settings), filters, exclude_seen=exclude_seen)
+    return _json(
+        RecommendationResponse(
+            user_id=user_id,
+            model_version=result.model_version,
+            items=_items(result.items),
+            strategy=result.strategy,
+            degraded=result.degraded,
+        )
+    )
+
+
+@router.get("/v1/items/{item_id}/similar", response_model=SimilarItemsResponse)
+def similar_items(
+    item_id: PathId,
+    recommender: RecommenderDep,
+    settings: SettingsDep,
+    filters: FiltersDep,
+    n: Annotated[int, Query(description="How many items (1..HYBREC_MAX_RECOMMENDATIONS).")] = 10,
+) -> SimilarItemsResponse:
+    """Items whose ALS factors are closest (inner product) to ``item_id``'s; 404 for an item the model lacks."""
+    result = recommender.similar_items(item_id, check_n(n, settings), filters)
+    return SimilarItemsResponse(
+        item_id=item_id, model_version=result.model_version, items=_items(result.items), degraded=result.degraded
+    )
+
+
+def _body_shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "interactions" in value else "event"
+
+
+InteractionsBody = Annotated[
+    Annotated[InteractionBatch, Tag("batch")] | Annotated[InteractionIn, Tag("event")],
+    Discriminator(_body_shape),
+]
+
+
+@router.post("/v1/interactions", response_model=InteractionsResponse, status_code=201)
+def post_interactions(body: Annotated[InteractionsBody, Body()], recommender: RecommenderDep) -> InteractionsResponse:
+    """Store events durably (all or nothing), then fold each user's vector in against the live item factors."""
+    events = body.interactions if isinstance(body, InteractionBatch) else [body]
+    outcome = recommender.record_interactions(
+        [
+            InteractionEvent(
+                user_id=e.user_id,
+                item_id=e.item_id,
+                kind=e.kind,
+                rating=e.rating,
+                weight=e.weight,
+                ts=e.ts,
+                idempotency_key=e.idempotency_key,
+            )
+            for e in events
+        ]
+    )
+    return InteractionsResponse(
+        stored=outcome.stored,
+        duplicates=outcome.duplicates,
+        users=[UserUpdate(user_id=u, strategy=s) for u, s in outcome.users.items()],
+        model_version=outcome.model_version,
+        degraded=outcome.degraded,
+    )
+
+
+@router.post("/recommendation", response_model=SeedRecommendationResponse)
+def seed_recommendation(
+    body: SeedRecommendationRequest, recommender: RecommenderDep, settings: SettingsDep
+) -> SeedRecommendationResponse:
+    """The seed's endpoint, kept for existing clients: ``{"user_id", "n_recs"}`` → ids and scores."""
+    n = check_n(body.n_recs, settings, ("body", "n_recs"))
+    result = recommender.recommend(str(body.user_id), n, None, exclude_seen=True)
+    return SeedRecommendationResponse(
+        recommendations=[i.item_id for i in result.items], scores=[i.score for i in result.items]
+    )

@@ -1,0 +1,1 @@
+"""Serving logic of the collaborative engine: :class:`hybrec.recommend.service.Recommender`."""

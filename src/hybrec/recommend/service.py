@@ -1,0 +1,413 @@
+"""The collaborative engine's serving logic: top-N per user, similar items, real-time events, readiness.
+
+A :class:`Recommender` answers from the *active* model version as recorded in the store, and checks for a new one at
+most every ``reload_interval_s`` seconds; it never calls the trainer (gorse's split between the master that trains
+and the servers that answer). The user vector of a request comes, in order, from:
+
+1. the user-vector cache under the active version (written by the trainer, or by an earlier event);
+2. the model's own user factors, when the user was in the training data (``trained``);
+3. a fold-in against the live item factors from the user's stored interactions (``folded_in``; Hu et al. 2008,
+   eq. 4 with the item factors held fixed), written back to the cache;
+4. the popularity list of the version (``cold_start_popular``) when the user has no usable interaction.
+
+Degraded modes: with the cache down, step 1 is skipped and the vector is folded in from the store (the answer says
+so in ``strategy`` and ``degraded``); with the item index down, the query runs on an exact in-process index built
+from the model artifact, or fails with :class:`~hybrec.recommend.errors.DependencyUnavailable` (HTTP 503).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from hybrec.config import Settings
+from hybrec.data.records import InteractionRecord, interaction_value
+from hybrec.recommend import fast_reads
+from hybrec.recommend.errors import DependencyUnavailable, ItemNotInModel, ModelNotReady, UnknownItems
+from hybrec.recommend.state import ServingState, load_serving_state
+from hybrec.recommend.telemetry import NullTelemetry, Telemetry, timed
+from hybrec.recommend.types import (
+    IngestOutcome,
+    InteractionEvent,
+    LastTraining,
+    Readiness,
+    Recommendations,
+    ScoredItem,
+    Strategy,
+)
+from hybrec.store import model_versions, queries
+from hybrec.store.engine import session_scope
+from hybrec.vectors import make_user_cache, make_vector_index
+from hybrec.vectors.base import CollectionNotFound, UserVectorCache, VectorIndex, VectorStoreUnavailable
+from hybrec.vectors.filters import Filter
+
+log = logging.getLogger(__name__)
+
+CACHE_DOWN = "user_cache_unavailable: user vector folded in from the store"
+INDEX_DOWN = "item_index_unavailable: served from the exact index built from the model artifact"
+
+
+def _first_line(exc: Exception) -> str:
+    """The driver's own message without SQL, parameters or traceback (it goes into an HTTP answer)."""
+    original = getattr(exc, "orig", None) or exc
+    return f"{type(original).__name__}: {str(original).strip().splitlines()[0][:200] if str(original) else ''}"
+
+
+class Recommender:
+    """Serve recommendations from the active published model version.
+
+    Parameters
+    ----------
+    settings : Settings
+        Store URL, cache/index backends, ``var_dir`` (model artifacts).
+    user_cache, item_index : optional
+        Backends to use instead of the ones :func:`hybrec.vectors.make_user_cache` / ``make_vector_index`` build
+        from ``settings`` (embedded mode shares them with an in-process trainer; tests inject them).
+    telemetry : Telemetry, optional
+        Receives stage timings, cache outcomes and fallbacks (the API passes its Prometheus metrics).
+    reload_interval_s : float
+        Check the store for a newly activated version at most this often.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        user_cache: UserVectorCache | None = None,
+        item_index: VectorIndex | None = None,
+        telemetry: Telemetry | None = None,
+        reload_interval_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._owns = (user_cache is None, item_index is None)  # close only what this object created
+        self.user_cache = user_cache if user_cache is not None else make_user_cache(settings)
+        self.item_index = item_index if item_index is not None else make_vector_index(settings)
+        self.telemetry: Telemetry = telemetry or NullTelemetry()
+        self.reload_interval_s = reload_interval_s
+        self._clock = clock
+        self._state: ServingState | None = None
+        self._checked_at = -float("inf")
+        self._reload_lock = threading.Lock()
+        self._load_error: str | None = None
+        #: Duration of the training run that produced the active version (from its model_versions row).
+        self.training_duration_s = 0.0
+
+    # --- model version -------------------------------------------------------------------------------------------
+    @property
+    def model_version(self) -> int | None:
+        return None if self._state is None else self._state.version
+
+    def refresh(self, force: bool = False) -> None:
+        """Load the active version when it changed (checked at most every ``reload_interval_s`` unless ``force``).
+
+        While one thread checks or loads (loading a large model takes seconds), the others keep answering from the
+        loaded version instead of queueing behind it; only with no model loaded yet do they wait.
+        """
+        now = self._clock()
+        if not force and now - self._checked_at < self.reload_interval_s:
+            return
+        if not self._reload_lock.acquire(blocking=force or self._state is None):
+            return
+        try:
+            if not force and now - self._checked_at < self.reload_interval_s:
+                return
+            self._checked_at = now
+            self._reload()
+        finally:
+            self._reload_lock.release()
+
+    def _reload(self) -> None:
+        with timed(self.telemetry, "reload_check"):
+            try:
+                with session_scope(self.settings.database_url) as session:
+                    row = model_versions.active_model_version(session)
+                    active = None if row is None else (row.id, row.artifact_path)
+                    if row is not None:
+                        self.training_duration_s = float((row.metrics or {}).get("duration_s", 0.0))
+            except Exception as exc:  # store down: keep serving what is loaded
+                log.warning("could not read the active model version: %s", exc)
+                return
+        if active is None or (self._state is not None and self._state.version == active[0]):
+            return
+        try:
+            with timed(self.telemetry, "reload"):
+                self._state = load_serving_state(self.settings, active[0], active[1], self.item_index)
+            self._load_error = None
+            log.info("serving model version %d", active[0])
+        except Exception as exc:
+            self._load_error = f"could not load model version {active[0]}: {exc}"
+            log.exception("%s", self._load_error)
+
+    def _current(self) -> ServingState:
+        self.refresh()
+        if self._state is None:
+            raise ModelNotReady(self._load_error or "no trained model is active yet; run `hybrec train`")
+        return self._state
+
+    # --- user vectors --------------------------------------------------------------------------------------------
+    def _user_vector(
+        self, state: ServingState, user_id: str, events: list[queries.UserInteraction], degraded: list[str]
+    ) -> tuple[np.ndarray | None, Strategy]:
+        with timed(self.telemetry, "user_vector"):
+            cache_up = True
+            try:
+                cached = self.user_cache.get(state.version, user_id)
+            except VectorStoreUnavailable:
+                cache_up, cached = False, None
+                self.telemetry.user_vector("cache_down")
+                self.telemetry.fallback("user_cache_unavailable")
+                degraded.append(CACHE_DOWN)
+            if cached is not None:
+                self.telemetry.user_vector("cache_hit")
+                return cached, "trained" if state.is_trained_vector(user_id, cached) else "folded_in"
+            if cache_up:
+                self.telemetry.user_vector("cache_miss")
+                trained = state.trained_vector(user_id)
+                if trained is not None:
+                    return trained, "trained"
+            vector = self._fold_in(state, events)
+            if vector is None:
+                self.telemetry.fallback("cold_start")
+                return None, "cold_start_popular"
+            if cache_up:
+                self._cache_set(state.version, user_id, vector, degraded)
+            return vector, "folded_in"
+
+    def _fold_in(self, state: ServingState, events: Sequence[queries.UserInteraction]) -> np.ndarray | None:
+        totals: dict[int, float] = {}
+        for event in events:
+            row = state.item_pos.get(event.item_id)
+            if row is not None:
+                totals[row] = totals.get(row, 0.0) + interaction_value(event.kind, event.rating, event.weight)
+        if not totals:
+            return None
+        with timed(self.telemetry, "fold_in"):
+            rows = np.fromiter(totals.keys(), dtype=np.int64, count=len(totals))
+            values = np.fromiter(totals.values(), dtype=np.float32, count=len(totals))
+            return state.fold_in(rows, values)
+
+    def _cache_set(self, version: int, user_id: str, vector: np.ndarray, degraded: list[str]) -> bool:
+        try:
+            self.user_cache.set(version, user_id, vector)
+            return True
+        except VectorStoreUnavailable:
+            self.telemetry.fallback("user_cache_unavailable")
+            if CACHE_DOWN not in degraded:
+                degraded.append("user_cache_unavailable: vector not cached, it will be folded in again")
+            return False
+
+    # --- queries -------------------------------------------------------------------------------------------------
+    def recommend(
+        self, user_id: str, n: int, where: Filter | None = None, *, exclude_seen: bool = True
+    ) -> Recommendations:
+        """The ``n`` best items for ``user_id`` that pass ``where`` (fewer only when fewer match)."""
+        state = self._current()
+        degraded: list[str] = []
+        with timed(self.telemetry, "store_read"):
+            try:
+                events = fast_reads.user_interactions(self.settings.database_url, user_id)
+            except (OperationalError, InterfaceError) as exc:
+                raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
+        seen = {e.item_id for e in events} if exclude_seen else set()
+        vector, strategy = self._user_vector(state, user_id, events, degraded)
+        if vector is None:
+            items = self._popular(state, n, where, seen, degraded)
+        else:
+            items = self._query(state, vector, n, where, seen, degraded)
+        return Recommendations(state.version, items, strategy, degraded)
+
+    def item_scores(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict[str, float], Strategy]:
+        """The user's ALS scores (dot products) for ``item_ids``, for blending into another ranking (chat).
+
+        Items the active model lacks are left out; a user with no usable interactions gets ``{}`` and
+        ``cold_start_popular``. The user vector comes from the same sources, in the same order, as :meth:`recommend`.
+        """
+        vector, strategy = self._vector_for(user_id)
+        return ({} if vector is None else self.score_items(vector, item_ids)), strategy
+
+    def user_vector(self, user_id: str) -> np.ndarray | None:
+        """The user's ALS vector (cache → trained → fold-in from the store), or None for a user with no history."""
+        return self._vector_for(user_id)[0]
+
+    def score_items(self, vector: np.ndarray, item_ids: Sequence[str]) -> dict[str, float]:
+        """Dot products of ``vector`` with the active model's factors of ``item_ids``; unknown ids are left out."""
+        state = self._current()
+        known = [(item, state.item_pos[item]) for item in dict.fromkeys(item_ids) if item in state.item_pos]
+        if not known:
+            return {}
+        scores = state.item_factors[[row for _, row in known]] @ vector
+        return {item: float(score) for (item, _), score in zip(known, scores, strict=True)}
+
+    def _vector_for(self, user_id: str) -> tuple[np.ndarray | None, Strategy]:
+        state = self._current()
+        try:
+            events = fast_reads.user_interactions(self.settings.database_url, user_id)
+        except (OperationalError, InterfaceError) as exc:
+            raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
+        return self._user_vector(state, user_id, events, [])
+
+    def similar_items(self, item_id: str, n: int, where: Filter | None = None) -> Recommendations:
+        """Items whose factors have the largest inner product with ``item_id``'s (the item itself excluded)."""
+        state = self._current()
+        row = state.item_pos.get(item_id)
+        if row is None:
+            raise ItemNotInModel([item_id], f" (not in model version {state.version})")
+        degraded: list[str] = []
+        items = self._query(state, state.item_factors[row], n, where, {item_id}, degraded)
+        return Recommendations(state.version, items, "trained", degraded)
+
+    def _query(
+        self,
+        state: ServingState,
+        vector: np.ndarray,
+        n: int,
+        where: Filter | None,
+        exclude: set[str],
+        degraded: list[str],
+    ) -> list[ScoredItem]:
+        with timed(self.telemetry, "index_query"):
+            try:
+                hits = self.item_index.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
+            except (VectorStoreUnavailable, CollectionNotFound) as exc:
+                # Down, or this version's collection already deleted (a newer version is active and this process
+                # has not reloaded yet): answer exactly from the factors in memory.
+                self.telemetry.fallback("item_index_unavailable")
+                fallback = state.fallback_index()
+                if fallback is None:
+                    raise DependencyUnavailable(
+                        f"the item index is unavailable ({exc}) and no model artifact is loaded to serve from"
+                    ) from exc
+                if INDEX_DOWN not in degraded:
+                    degraded.append(INDEX_DOWN)
+                hits = fallback.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
+        return [state.scored(h.id, h.score) for h in hits]
+
+    def _popular(
+        self, state: ServingState, n: int, where: Filter | None, seen: set[str], degraded: list[str]
+    ) -> list[ScoredItem]:
+        """Cold start: the most popular items of the version that pass ``where``, most popular first."""
+        if where is None or where.is_empty:
+            chosen = [i for i in state.popular if i not in seen][:n]
+        else:
+            # Let the index apply the filter (one code path for filtering), restricted to the popular items; rank
+            # its matches by popularity. Items beyond the popularity list fill in by the mean user vector.
+            allow = Filter(
+                category=where.category,
+                brand=where.brand,
+                min_price=where.min_price,
+                max_price=where.max_price,
+                min_rating=where.min_rating,
+                ids=set(state.popular) if where.ids is None else where.ids & set(state.popular),
+            )
+            hits = self._query(state, state.mean_user_vector, len(state.popular), allow, seen, degraded)
+            rank = state.popularity_rank
+            chosen = sorted((h.item_id for h in hits), key=lambda i: rank[i])[:n]
+            if len(chosen) < n:
+                more = self._query(state, state.mean_user_vector, n, where, seen | set(chosen), degraded)
+                chosen += [h.item_id for h in more][: n - len(chosen)]
+        return [state.scored(i, state.popularity_score(i)) for i in chosen]
+
+    # --- events --------------------------------------------------------------------------------------------------
+    def record_interactions(self, events: Sequence[InteractionEvent]) -> IngestOutcome:
+        """Store ``events`` durably in one transaction (all or nothing), then refresh each user's cached vector.
+
+        Raises :class:`UnknownItems` (nothing stored) when any event names an item absent from the catalog.
+        """
+        now = datetime.now(UTC)
+        with timed(self.telemetry, "store_write"):
+            try:
+                with session_scope(self.settings.database_url) as session:
+                    new = queries.insert_interactions(
+                        session,
+                        [
+                            InteractionRecord(
+                                user_id=e.user_id,
+                                item_id=e.item_id,
+                                kind=e.kind,
+                                ts=e.ts or now,
+                                rating=e.rating,
+                                weight=e.weight if e.weight is not None else interaction_value(e.kind, None, None),
+                                idempotency_key=e.idempotency_key,
+                            )
+                            for e in events
+                        ],
+                    )
+            except queries.UnknownItemsError as exc:
+                raise UnknownItems(exc.item_ids, " in the interactions (nothing was stored)") from exc
+            except (OperationalError, InterfaceError) as exc:
+                raise DependencyUnavailable(
+                    f"the relational store is unavailable, nothing was stored: {_first_line(exc)}"
+                ) from exc
+        stored, duplicates = len(new), len(events) - len(new)
+        users = list(dict.fromkeys(e.user_id for e in events))
+        degraded: list[str] = []
+        strategies: dict[str, Strategy | None] = dict.fromkeys(users)
+        state = self._state_or_none()
+        if state is not None:
+            for user_id in users:
+                strategies[user_id] = self._refold(state, user_id, degraded)
+        return IngestOutcome(stored, duplicates, strategies, None if state is None else state.version, degraded)
+
+    def _state_or_none(self) -> ServingState | None:
+        self.refresh()
+        return self._state
+
+    def _refold(self, state: ServingState, user_id: str, degraded: list[str]) -> Strategy | None:
+        events = fast_reads.user_interactions(self.settings.database_url, user_id)
+        vector = self._fold_in(state, events)
+        if vector is None:
+            return None
+        if not self._cache_set(state.version, user_id, vector, degraded):
+            return None
+        return "folded_in"
+
+    # --- health --------------------------------------------------------------------------------------------------
+    def readiness(self) -> Readiness:
+        """Model loaded, stores reachable, and the outcome of the latest training."""
+        checks: dict[str, tuple[bool, str | None]] = {}
+        last: LastTraining | None = None
+        try:
+            with session_scope(self.settings.database_url) as session:
+                row = next((r for r in model_versions.list_model_versions(session) if r.status != "training"), None)
+                if row is not None:
+                    last = LastTraining(row.id, row.status, row.created_at, row.error)
+            checks["store"] = (True, None)
+        except Exception as exc:
+            checks["store"] = (False, f"{type(exc).__name__}: {str(exc)[:200]}")
+        self.refresh(force=checks["store"][0] and self._state is None)
+        state = self._state
+        checks["model"] = (state is not None, None if state is not None else self._load_error or "no active model")
+        try:
+            self.user_cache.ping()
+            checks["user_cache"] = (True, None)
+        except VectorStoreUnavailable as exc:
+            # Degraded, not down: vectors are folded in from the store.
+            checks["user_cache"] = (False, f"unavailable, folding in from the store: {exc}")
+        try:
+            if state is not None:
+                self.item_index.count(state.collection)
+            else:
+                self.item_index.list_collections()
+            checks["item_index"] = (True, None)
+        except VectorStoreUnavailable as exc:
+            fallback = state is not None and state.fallback_index() is not None
+            checks["item_index"] = (
+                False,
+                f"unavailable{', serving from the exact fallback' if fallback else ''}: {exc}",
+            )
+        ready = checks["store"][0] and checks["model"][0] and (checks["item_index"][0] or state is not None)
+        return Readiness(ready, None if state is None else state.version, checks, last)
+
+    def close(self) -> None:
+        """Release the backends this recommender created (injected ones belong to the caller)."""
+        if self._owns[0]:
+            self.user_cache.close()
+        if self._owns[1]:
+            self.item_index.close()
