@@ -1,0 +1,230 @@
+"""Chat endpoints: the shopping assistant over HTTP (plugged into the app as the ``chat`` component).
+
+* ``POST /v1/chat`` ``{user_id, message, session_id?}`` → ``{session_id, reply, mode, filters, items, ...}``;
+* ``POST /v1/chat/stream`` — server-sent events: one ``items`` event, then ``token`` events, then ``done``;
+* ``GET /v1/users/{user_id}/chat-history`` — the user's turns, oldest first (404 for a user the store lacks);
+* ``POST /get_reco`` ``{user_id, text}`` → ``{user_id, response}`` — the seed's endpoint.
+
+An empty or whitespace-only message is a 422. A long message is **truncated** (not rejected): the engine reads the
+first 2000 characters and the reply starts with a notice saying so; bodies over 1 MB are refused with 413 before
+parsing. An unknown ``session_id`` is a 404. When the LLM is down the answer is degraded (rules + template), never a
+5xx; a missing product index is a 503 naming the command that builds it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from hybrec.api.deps import require_api_key
+from hybrec.chat.engine import ChatEngine
+from hybrec.chat.memory import UnknownSession
+from hybrec.chat.schemas import ChatTurn, Personaliser
+from hybrec.config import Settings
+from hybrec.vectors.base import CollectionNotFound
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["chat"], dependencies=[Depends(require_api_key)])
+
+MAX_BODY_BYTES = 1_000_000
+_ID = Field(min_length=1, max_length=255)
+
+
+class ChatRequest(BaseModel):
+    user_id: str = _ID
+    message: str = Field(description="The shopper's message; longer than 2000 characters is truncated.")
+    session_id: str | None = Field(default=None, max_length=64)
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be empty or whitespace")
+        return value
+
+    @field_validator("user_id")
+    @classmethod
+    def _id_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("user_id must not be blank")
+        return value
+
+
+class ChatItemOut(BaseModel):
+    item_id: str
+    name: str
+    brand: str | None
+    price: float | None
+    avg_rating: float | None
+    score: float
+
+
+class ChatResponse(BaseModel):
+    session_id: str
+    reply: str
+    mode: str
+    filters: dict[str, Any]
+    items: list[ChatItemOut]
+    relaxed: list[str] = []
+    notices: list[str] = []
+    degraded: list[str] = []
+    timings_ms: dict[str, float] = {}
+
+
+class HistoryTurn(BaseModel):
+    session_id: str
+    message: str
+    reply: str
+    mode: str
+    item_ids: list[str]
+    category: str | None
+    filters: dict[str, Any]
+    created_at: str
+
+
+class ChatHistory(BaseModel):
+    user_id: str
+    turns: list[HistoryTurn]
+
+
+class SeedRequest(BaseModel):
+    user_id: str = _ID
+    text: str
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("text must not be empty or whitespace")
+        return value
+
+
+class SeedResponse(BaseModel):
+    user_id: str
+    response: str
+
+
+def setup(app: FastAPI, settings: Settings) -> None:
+    """Called by ``create_app``: the engine is built lazily on first use (or injected as ``app.state.chat_engine``)."""
+    if not hasattr(app.state, "chat_engine"):
+        app.state.chat_engine = None
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        length = request.headers.get("content-length", "")
+        too_big = length.isdigit() and int(length) > MAX_BODY_BYTES
+        if too_big and request.url.path.startswith(("/v1/chat", "/get_reco")):
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+
+def get_engine(request: Request) -> ChatEngine:
+    engine: ChatEngine | None = getattr(request.app.state, "chat_engine", None)
+    if engine is None:
+        # In the same process as the collaborative engine, its recommender personalises the ranking once it
+        # offers the Personaliser methods (user_vector, score_items).
+        recommender = getattr(request.app.state, "recommender", None)
+        personaliser = recommender if isinstance(recommender, Personaliser) else None
+        engine = ChatEngine.from_settings(request.app.state.settings, personaliser=personaliser)
+        request.app.state.chat_engine = engine
+    return engine
+
+
+EngineDep = Annotated[ChatEngine, Depends(get_engine)]
+
+
+def _response(turn: ChatTurn) -> ChatResponse:
+    return ChatResponse(
+        session_id=turn.session_id,
+        reply=turn.reply,
+        mode=turn.mode,
+        filters=turn.filters,
+        items=[ChatItemOut(**i.as_dict()) for i in turn.items],
+        relaxed=turn.relaxed,
+        notices=turn.notices,
+        degraded=turn.degraded,
+        timings_ms=turn.timings_ms,
+    )
+
+
+def _run_turn(engine: ChatEngine, user_id: str, message: str, session_id: str | None) -> ChatTurn:
+    try:
+        return engine.turn(user_id, message, session_id)
+    except UnknownSession as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except CollectionNotFound as exc:
+        raise HTTPException(503, str(exc)) from exc
+
+
+@router.post("/v1/chat", response_model=ChatResponse)
+async def chat(body: ChatRequest, engine: EngineDep) -> ChatResponse:
+    """One turn of the conversation."""
+    turn = await run_in_threadpool(_run_turn, engine, body.user_id, body.message, body.session_id)
+    return _response(turn)
+
+
+@router.post("/v1/chat/stream")
+async def chat_stream(body: ChatRequest, engine: EngineDep) -> StreamingResponse:
+    """One turn as server-sent events: ``items``, then ``token`` events, then ``done`` (the full turn)."""
+
+    def start() -> Iterator[tuple[str, Any]]:
+        try:
+            return engine.stream_turn(body.user_id, body.message, body.session_id)
+        except UnknownSession as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except CollectionNotFound as exc:
+            raise HTTPException(503, str(exc)) from exc
+
+    events = await run_in_threadpool(start)
+
+    def encode() -> Iterator[str]:
+        for name, payload in events:
+            data = _response(payload).model_dump() if isinstance(payload, ChatTurn) else payload
+            yield f"event: {name}\ndata: {json.dumps(data if name != 'token' else {'text': data})}\n\n"
+
+    return StreamingResponse(encode(), media_type="text/event-stream")
+
+
+@router.get("/v1/users/{user_id}/chat-history", response_model=ChatHistory)
+async def chat_history(
+    engine: EngineDep,
+    user_id: Annotated[str, Path(min_length=1, max_length=255)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ChatHistory:
+    """The user's last ``limit`` turns over all sessions, oldest first."""
+    turns = await run_in_threadpool(engine.store.user_history, user_id, limit)
+    if turns is None:
+        raise HTTPException(404, f"unknown user {user_id!r}")
+    return ChatHistory(
+        user_id=user_id,
+        turns=[
+            HistoryTurn(
+                session_id=t.session_id,
+                message=t.message,
+                reply=t.reply,
+                mode=t.mode,
+                item_ids=t.item_ids,
+                category=t.category,
+                filters=t.filters,
+                created_at=t.created_at.isoformat(),
+            )
+            for t in turns
+        ],
+    )
+
+
+@router.post("/get_reco", response_model=SeedResponse)
+async def get_reco(body: SeedRequest, engine: EngineDep) -> SeedResponse:
+    """The seed's chat endpoint: a new session per call, the reply text only."""
+    turn = await run_in_threadpool(_run_turn, engine, body.user_id, body.text, None)
+    return SeedResponse(user_id=body.user_id, response=turn.reply)
