@@ -33,7 +33,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to `app`; each module is optional while the product grows.
     import importlib
 
-    for name in ("db", "ingest", "als", "train", "serve", "index", "chat"):
+    for name in ("db", "ingest", "als", "train", "serve", "index", "chat", "up"):
         try:
             importlib.import_module(f"hybrec.cli.{name}")
         except ModuleNotFoundError as exc:
