@@ -110,7 +110,7 @@ def up(
 
     base = f"http://{host}:{port}"
     typer.echo(f"[4/4] serving {', '.join(components)} on {base}")
-    typer.echo(f"      open {base}/  ·  API docs {base}/docs  ·  readiness {base}/ready")
+    typer.echo(f"      API docs {base}/docs  ·  readiness {base}/ready  ·  metrics {base}/metrics")
     if serve:
         run_server(settings, components, host, port)
 

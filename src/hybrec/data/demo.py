@@ -110,14 +110,16 @@ class _Catalog:
         quality = spec.qualities[rng.integers(len(spec.qualities))]
         variant = spec.variants[rng.integers(len(spec.variants))]
         model = f"{brand[:3].upper()}-{index + 1:05d}"
-        name = f"{brand} {quality} {product}, {variant}"
+        # "Wireless" + "Wireless Earbuds" would read "Wireless Wireless Earbuds": the quality goes when redundant.
+        label = product if quality.lower() in product.lower() else f"{quality} {product}"
+        name = f"{brand} {label}, {variant}"
         if name in self._names:  # names are unique: a repeated composition gets its model number
             name = f"{name} ({model})"
         self._names.add(name)
         picked = rng.choice(len(spec.features), size=min(4, len(spec.features)), replace=False)
         features = [spec.features[k] for k in sorted(picked)]
         description = (f"{spec.pitch.format(product=product, brand=brand)} "
-                       f"{quality} {product} ({variant}). {features[0]}; {features[1][0].lower()}{features[1][1:]}.")
+                       f"{label} ({variant}). {features[0]}; {features[1][0].lower()}{features[1][1:]}.")
         return ItemRecord(
             external_id=f"P{index + 1:05d}", name=name, category=spec.name, brand=brand, description=description,
             features=features, price=float(self.price[index]),
