@@ -143,3 +143,46 @@ def test_real_industrial_scientific(amazon_industrial: Path) -> None:
     assert sum(1 for i in items if i.attributes.get("metadata") is not False) == 4385
     assert {i.item_id for i in interactions} == {i.external_id for i in items}
     assert not any(i.name.endswith("/>") for i in items)
+
+
+def test_checked_and_inline_rows_agree_and_share_the_duplicate_check(tmp_path: Path) -> None:
+    # Row 2 takes the inline path (unix seconds); rows 3-4 the checked one (ISO date, non-ASCII id). A repeat of
+    # row 2's instant written as an ISO date is still the same interaction.
+    ratings = _write(
+        tmp_path / "r.csv",
+        "userid,itemid,timestamp,rating\nU1,A1,1420070400,4\nU2,A1,2015-01-01T00:00:00Z,3.5\n"
+        "Ｕ3,A2,1420070400,5\nU1,A1,2015-01-01T00:00:00+00:00,2\n",
+    )
+    duplicate = r"r\.csv:5: duplicate interaction \(user 'U1', item 'A1'.*first seen on line 2"
+    with pytest.raises(DataError, match=duplicate):
+        list(read_ratings_csv(ratings, None, ErrorCollector()).interactions)
+    errors = ErrorCollector(skip_invalid=True)
+    records = list(read_ratings_csv(ratings, None, errors).interactions)
+    stamp = datetime(2015, 1, 1, tzinfo=UTC)
+    assert [(r.user_id, r.item_id, r.kind, r.rating, r.weight, r.ts, r.source_line) for r in records] == [
+        ("U1", "A1", "rating", 4.0, 1.0, stamp, 2),
+        ("U2", "A1", "rating", 3.5, 1.0, stamp, 3),
+        ("U3", "A2", "rating", 5.0, 1.0, stamp, 4),  # NFKC-normalised like every id
+    ]
+    assert all(r.ts.tzinfo is UTC and r.source_file == str(ratings) for r in records)
+    assert [e.line for e in errors.errors] == [5]
+
+
+def test_bad_fields_are_named_whichever_path_reads_the_row(tmp_path: Path) -> None:
+    ratings = _write(tmp_path / "r.csv", "user,item,ts,value\nU1,A1,1420070400,2\nU1,A2,1.5e9,0\nU1,A3,nan,1\n")
+    errors = ErrorCollector(skip_invalid=True)
+    records = list(read_ratings_csv(ratings, None, errors).interactions)
+    assert [(r.item_id, r.kind, r.rating, r.weight) for r in records] == [("A1", "view", None, 2.0)]
+    assert [(e.line, e.field) for e in errors.errors] == [(3, "value"), (4, "ts")]
+
+
+def test_users_and_items_come_from_the_interaction_pass_or_a_scan(tmp_path: Path) -> None:
+    ratings = _write(tmp_path / "r.csv", "userid,itemid,rating\nU2,B,4\nU1,A,5\nU2,A,3\n")
+    source = read_ratings_csv(ratings, None, ErrorCollector())
+    assert source.interactions_first
+    assert len(list(source.interactions)) == 3  # read first, as the loader does: it collects the ids
+    assert [u.external_id for u in source.users] == ["U2", "U1"]
+    assert [i.external_id for i in source.items] == ["B", "A"]
+    users, items, interactions = _consume(read_ratings_csv(ratings, None, ErrorCollector()))  # scan first
+    assert ([u.external_id for u in users], [i.external_id for i in items], len(interactions)) == (
+        ["U2", "U1"], ["B", "A"], 3)

@@ -83,3 +83,38 @@ def test_csv_missing_required_column_names_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"t\.csv:1: field 'rating': missing required column 'rating'"):
         table.column("rating")
     assert table.column("rating", required=False) is None
+
+
+def test_csv_table_hands_over_at_a_bad_byte_late_in_the_file(tmp_path: Path) -> None:
+    # The bad byte lies far past the first decoded chunk, after rows and a short row the fast read already handled:
+    # every good row comes once, in order, and each problem is reported once, naming its line.
+    path = tmp_path / "t.csv"
+    good = [f"{n},name{n}\n".encode() for n in range(2, 3002)]
+    body = b"id,name\n" + b"".join(good[:1000]) + b"short\n" + b"".join(good[1000:2000]) + b"9,\xff\n"
+    path.write_bytes(body + b"".join(good[2000:]))
+    errors = ErrorCollector(skip_invalid=True)
+    rows = list(CsvTable(path, errors).rows())
+    assert [row[0] for _, row in rows] == [str(n) for n in range(2, 3002)]
+    assert [line for line, _ in rows] == list(range(2, 1002)) + list(range(1003, 2003)) + list(range(2004, 3004))
+    assert [(e.line, e.message.split(":")[0]) for e in errors.errors] == [
+        (1002, "expected 2 fields, found 1"),
+        (2003, "not valid UTF-8"),
+    ]
+    path.write_bytes(b"id,name\n" + b"".join(good[:2000]) + b"9,\xff\n")
+    with pytest.raises(DataError, match=r"t\.csv:2002: not valid UTF-8: byte 0xff"):
+        list(CsvTable(path, ErrorCollector()).rows())
+
+
+def test_csv_table_reports_malformed_csv_once_and_goes_on(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text('a,b\n1,2\n3,"x"y\n4,5\n')
+    errors = ErrorCollector(skip_invalid=True)
+    assert list(CsvTable(path, errors).rows()) == [(2, ["1", "2"]), (4, ["4", "5"])]
+    assert [(e.line, e.message.split(":")[0]) for e in errors.errors] == [(3, "malformed CSV")]
+
+
+def test_headerless_csv_without_rows_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "t.tsv"
+    path.write_text("\n  \n")
+    with pytest.raises(DataError, match=r"t\.tsv:0: file is empty"):
+        list(CsvTable(path, ErrorCollector(), delimiter="\t", header=("a", "b")).rows())

@@ -22,8 +22,8 @@ from hybrec.data.records import (
 )
 from hybrec.ingest import ingest
 from hybrec.store import merge
-from hybrec.store.bulk import derive_idempotency_key
-from hybrec.store.engine import get_engine, session_scope
+from hybrec.store.bulk import derive_idempotency_key, load_source
+from hybrec.store.engine import create_store_engine, get_engine, session_scope
 from hybrec.store.models import Base, Interaction, Item, User
 from hybrec.store.queries import store_counts
 
@@ -202,3 +202,41 @@ def test_large_load_path_rebuilds_constraints_and_dedupes(
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     with session_scope(store_url) as session:  # foreign keys hold again
         assert session.scalar(select(User.id).where(User.external_id == "u0")) is not None
+
+
+def test_absent_items_are_named_with_their_own_file(store_url: str) -> None:
+    # Staging keeps each row's file as a number; the report must still name the right file for every row.
+    source = SourceData(
+        "two-files",
+        [UserRecord("u")],
+        [ItemRecord("a", "A")],
+        [
+            InteractionRecord("u", "a", "view", T0, source_file="first.csv", source_line=2),
+            InteractionRecord("u", "ghost-1", "view", T0, source_file="first.csv", source_line=3),
+            InteractionRecord("u", "ghost-2", "view", T0, source_file="second.csv", source_line=2),
+            InteractionRecord("u", "ghost-3", "view", T0 + timedelta(1), source_file="first.csv", source_line=9),
+        ],
+    )
+    report = _load(source, store_url, skip=True)
+    assert [(str(e.file), e.line, e.field) for e in report.skipped_rows] == [
+        ("first.csv", 3, "item_id"), ("first.csv", 9, "item_id"), ("second.csv", 2, "item_id"),
+    ]
+    assert (report.interactions.inserted, report.interactions.skipped) == (1, 3)
+
+
+def test_load_on_a_session_whose_temp_buffers_are_already_fixed(store_url: str) -> None:
+    # temp_buffers cannot change once a session has used a temporary table: the loader must go on with the size
+    # it has (its SET fails inside a savepoint) and still load everything in its one transaction.
+    if not store_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL setting")
+    engine = create_store_engine(store_url)  # a new server session, whatever the pooled ones have done
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("SET LOCAL temp_buffers = '2MB'")
+            connection.exec_driver_sql("CREATE TEMP TABLE touched (x int) ON COMMIT DROP")
+            connection.exec_driver_sql("INSERT INTO touched VALUES (1)")
+            counts = load_source(connection, _source(), ErrorCollector(), progress=False)
+            assert connection.exec_driver_sql("SHOW temp_buffers").scalar() == "2MB"
+    finally:
+        engine.dispose()
+    assert (counts.interactions.inserted, _counts(store_url)["interactions"]) == (6, 6)

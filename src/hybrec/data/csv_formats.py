@@ -32,12 +32,15 @@ name but the item file lacks is still yielded, named ``"Item <id>"`` with ``attr
 an item file, all items are such placeholders.
 
 Users are the distinct user ids of the ratings file, in order of first appearance (ratings files carry no profile).
+The reader asks to have its interactions consumed first (``SourceData.interactions_first``): that pass then collects
+the user and item ids, so the file is read once; read in the other order, the id streams scan the file themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from math import inf
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +62,7 @@ from hybrec.data.records import (
     SourceData,
     UserRecord,
 )
-from hybrec.data.validation import UniqueIds, UniqueInteractions, required_id
+from hybrec.data.validation import UniqueIds, UniqueInteractions, instant, required_id
 
 USER_COLUMNS = ("userid", "user_id", "user", "reviewerid")
 ITEM_COLUMNS = ("itemid", "item_id", "item", "asin")
@@ -93,23 +96,40 @@ def read_ratings_csv(path: Path, items: Path | None, errors: ErrorCollector) -> 
     scan = IdScan(path)
     return SourceData(
         name=f"ratings-csv:{path.name}",
-        users=(UserRecord(user_id) for user_id in scan.users()),
+        users=_users(scan),
         items=_items_with_placeholders(Path(items) if items is not None else None, scan, errors),
-        interactions=iter_interactions(path, errors),
+        interactions=iter_interactions(path, errors, ids=scan),
+        interactions_first=True,
     )
 
 
-class IdScan:
-    """One quick pass over an interaction CSV's user and item columns, shared by the user and item streams.
+def _users(scan: IdScan) -> Iterator[UserRecord]:
+    for user_id in scan.users():
+        yield UserRecord(user_id)
 
-    Rows are not validated here (the interaction stream reports bad rows); the pass only collects distinct ids in
-    order of first appearance, so a user or item whose every row is invalid may appear when bad rows are skipped.
+
+class IdScan:
+    """The distinct user and item ids of an interaction CSV, in order of first appearance, for the user and item
+    streams.
+
+    When the interaction stream (:func:`iter_interactions` with ``ids=``) has been read to its end, the ids are the
+    ones it collected from its valid rows, at no extra cost. Otherwise one quick pass over the file's user and item
+    columns collects them; rows are not validated there (the interaction stream reports bad rows), so a user or item
+    whose every row is invalid may appear when bad rows are skipped.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._users: dict[str, None] | None = None
         self._items: dict[str, None] | None = None
+        # Filled by the interaction stream while it runs; adopted once it completes.
+        self.seen_users: dict[str, None] = {}
+        self.seen_items: dict[str, None] = {}
+
+    def interactions_done(self) -> None:
+        """The interaction stream has read every row: its ids are the complete set."""
+        if self._users is None:
+            self._users, self._items = self.seen_users, self.seen_items
 
     def _run(self) -> None:
         if self._users is not None:
@@ -135,9 +155,12 @@ class IdScan:
 
 
 def iter_interactions(
-    path: Path, errors: ErrorCollector, *, rating_range: tuple[float, float] = (1.0, 5.0)
+    path: Path, errors: ErrorCollector, *, rating_range: tuple[float, float] = (1.0, 5.0), ids: IdScan | None = None,
 ) -> Iterator[InteractionRecord]:
-    """Stream the interactions of a ratings / generic CSV (see the module docstring for the columns)."""
+    """Stream the interactions of a ratings / generic CSV (see the module docstring for the columns).
+
+    With ``ids``, the user and item ids of the valid rows are collected into it as they are read.
+    """
     table = CsvTable(path, errors, desc=path.name)
     user_col, item_col = table.column(*USER_COLUMNS), table.column(*ITEM_COLUMNS)
     rating_col = table.column(*RATING_COLUMNS, required=False)
@@ -150,11 +173,13 @@ def iter_interactions(
     low, high = rating_range
     seen = UniqueInteractions(path, errors)
     source = str(path)
-    for line, row in table.rows():
+
+    def parse_row(line: int, row: list[str]) -> InteractionRecord | None:
+        """One row with every check and a message naming its field (also the slow path of the loop below)."""
         user_id = required_id(row[user_col], path, line, name[user_col], errors)
         item_id = required_id(row[item_col], path, line, name[item_col], errors)
         if user_id is None or item_id is None:
-            continue
+            return None
         rating: float | None = None
         weight = 1.0
         kind = "rating"
@@ -173,11 +198,87 @@ def iter_interactions(
             ts = parse_timestamp(row[ts_col]) if ts_col is not None else EPOCH
         except ValueError as exc:
             errors.add(RowError(path, line, field, str(exc)))
-            continue
+            return None
         if not seen.check(user_id, item_id, ts, line):
-            continue
-        yield InteractionRecord(user_id, item_id, kind, ts, rating=rating, weight=weight, source_file=source,
-                                source_line=line)
+            return None
+        return InteractionRecord(user_id, item_id, kind, ts, rating=rating, weight=weight, source_file=source,
+                                 source_line=line)
+
+    # The hot loop (once per row): the common row - ASCII ids, a rating in range (or a positive value), no kind
+    # column, whole unix seconds (or no timestamp column), not seen before - is checked inline; anything else goes
+    # through parse_row, which accepts it or names what is wrong exactly as before.
+    claim = seen.claim_key
+    from_unix = datetime.fromtimestamp
+    utc = UTC
+    collect = ids is not None
+    users_seen = ids.seen_users if ids is not None else {}
+    items_seen = ids.seen_items if ids is not None else {}
+    numeric_col = rating_col if rating_col is not None else value_col
+    plain_kind = "rating" if rating_col is not None else "view"
+    fast = kind_col is None and numeric_col is not None
+    is_rating = rating_col is not None
+    stamps: dict[str, tuple[datetime, float]] = {}
+    ts: datetime | None
+    for line, row in table.rows():
+        if fast:
+            user_id, item_id = row[user_col], row[item_col]
+            if user_id.isascii() and item_id.isascii():
+                user_id, item_id = user_id.strip(), item_id.strip()
+                try:
+                    number = float(row[numeric_col])  # type: ignore[index]
+                except ValueError:
+                    number = -1.0
+                if ts_col is None:
+                    ts, when = EPOCH, 0.0
+                else:
+                    text = row[ts_col]
+                    try:
+                        when = float(text)
+                    except ValueError:  # ISO dates, usually repeated (one per day): parsed once per distinct text
+                        ts, when = stamps.get(text) or _stamp(text, stamps)
+                    else:  # whole unix seconds are their own instant; anything else takes the checked path
+                        ts = from_unix(when, utc) if 0.0 <= when < _UNIX_MAX and when.is_integer() else None
+                if (
+                    ts is not None and user_id and item_id
+                    and ((low <= number <= high) if is_rating else 0 < number < inf)
+                    and claim((user_id, item_id, when), line)
+                ):
+                    if collect:
+                        users_seen[user_id] = None
+                        items_seen[item_id] = None
+                    if is_rating:
+                        yield InteractionRecord(user_id, item_id, plain_kind, ts, number, 1.0, None, None, None,
+                                                source, line)
+                    else:
+                        yield InteractionRecord(user_id, item_id, plain_kind, ts, None, number, None, None, None,
+                                                source, line)
+                    continue
+        record = parse_row(line, row)
+        if record is not None:
+            if collect:
+                users_seen[record.user_id] = None
+                items_seen[record.item_id] = None
+            yield record
+    if ids is not None:
+        ids.interactions_done()
+
+
+_UNIX_MAX = 1e11  # unix seconds below this need neither the millisecond rule nor a range check
+_STAMP_CACHE = 1 << 16  # distinct non-numeric timestamp texts remembered per file (about 15 MB at most)
+_NO_STAMP: tuple[None, float] = (None, 0.0)
+
+
+def _stamp(text: str, cache: dict[str, tuple[datetime, float]]) -> tuple[datetime, float] | tuple[None, float]:
+    """``(datetime, instant)`` of a timestamp text (remembered in ``cache``), or ``(None, 0.0)`` when it is invalid
+    (the checked path then names the problem)."""
+    try:
+        ts = parse_timestamp(text)
+    except ValueError:
+        return _NO_STAMP
+    stamp = (ts, instant(ts))
+    if len(cache) < _STAMP_CACHE:
+        cache[text] = stamp
+    return stamp
 
 
 def iter_item_csv(path: Path, errors: ErrorCollector, *, id_columns: tuple[str, ...] = ITEM_ID_COLUMNS,

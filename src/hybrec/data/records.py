@@ -143,3 +143,7 @@ class SourceData:
     users: Iterable[UserRecord]
     items: Iterable[ItemRecord]
     interactions: Iterable[InteractionRecord]
+    # The reader prefers its interactions consumed first: its user and item streams then come from the ids that
+    # pass collected, where they would otherwise cost a pass of their own over the interaction file. Every stream
+    # still works in any order; a loader that can take interactions first should.
+    interactions_first: bool = False

@@ -74,6 +74,8 @@ def _timed(phase: str) -> Iterator[None]:
 
 
 def _progress(records: Iterable[T], desc: str, enabled: bool) -> Iterable[T]:
+    if not enabled:
+        return records  # not even a disabled bar's pass-through loop around the stream
     # disable=None: shown on a terminal only, so logs and CI output stay clean.
     return tqdm(records, desc=desc, unit=" rows", disable=None if enabled else True, mininterval=0.5, leave=False)
 
@@ -126,22 +128,38 @@ def _interaction_rows(
     interactions: Iterable[InteractionRecord], source: str, backend: StagingBackend, counts: TableCounts
 ) -> Iterator[tuple[Any, ...]]:
     # The hot loop of a load (once per interaction): locals only, no helper calls on the common path. The key is
-    # derive_idempotency_key inlined; tests/store/test_bulk.py checks that the two agree.
+    # derive_idempotency_key inlined; tests/store/test_bulk.py checks that the two agree. The source file is staged
+    # as its number in backend.source_files (a file name repeated on every row would be most of the COPY stream).
     ts_value = backend.ts_value
+    postgres = backend.postgres
     sha1 = hashlib.sha1
     utc_zone = UTC
+    files = backend.source_files
+    numbers: dict[str, int] = {}
+    last_file: object = numbers  # a sentinel no record's source_file is
+    last_number = -1
+    ordinal = 0
     for ordinal, rec in enumerate(interactions, start=1):
-        counts.read = ordinal
         ts = rec.ts
         zone = ts.tzinfo
         utc = ts if zone is utc_zone else ts.replace(tzinfo=utc_zone) if zone is None else ts.astimezone(utc_zone)
         key = rec.idempotency_key or sha1(
             f"{source}|{rec.user_id}|{rec.item_id}|{rec.kind}|{utc.isoformat()}".encode()
         ).hexdigest()
+        file = rec.source_file
+        if file is not last_file:
+            last_file = file
+            name = file or source
+            last_number = numbers.get(name, -1)
+            if last_number < 0:
+                last_number = numbers[name] = len(files)
+                files.append(name)
         yield (
             rec.user_id, rec.item_id, rec.kind, rec.rating, rec.weight, rec.review_text, rec.verified,
-            ts_value(utc), key, rec.source_file or source, rec.source_line if rec.source_line is not None else ordinal,
+            utc if postgres else ts_value(utc), key, last_number,
+            rec.source_line if rec.source_line is not None else ordinal,
         )
+    counts.read = ordinal
 
 
 def load_source(
@@ -184,6 +202,10 @@ def load_source(
 
 
 def _stage_all(backend: StagingBackend, source: SourceData, counts: LoadCounts, progress: bool) -> None:
+    # Staging order does not matter to the merge, which starts only when all three are staged; a reader that
+    # derives its users and items from its interaction pass asks for interactions first (SourceData docs).
+    if source.interactions_first:
+        _stage_interactions(backend, source, counts, progress)
     users, counts.users.read = _collect_users(_progress(source.users, f"{source.name}: users", progress))
     json_value = backend.json_value
     backend.stage("stage_users", USER_COLUMNS, ((ext, json_value(attrs)) for ext, attrs in users.items()))
@@ -199,13 +221,8 @@ def _stage_all(backend: StagingBackend, source: SourceData, counts: LoadCounts, 
             for it in items.values()
         ),
     )
-    rows = _interaction_rows(
-        _progress(source.interactions, f"{source.name}: interactions", progress),
-        source.name,
-        backend,
-        counts.interactions,
-    )
-    backend.stage("stage_interactions", INTERACTION_COLUMNS, rows)
+    if not source.interactions_first:
+        _stage_interactions(backend, source, counts, progress)
     if backend.postgres:
         # Temporary tables are never auto-analysed; without statistics the merge joins get poor plans.
         backend.connection.exec_driver_sql("ANALYZE stage_users, stage_items, stage_interactions")
@@ -215,3 +232,11 @@ def _stage_all(backend: StagingBackend, source: SourceData, counts: LoadCounts, 
     )
 
 
+def _stage_interactions(backend: StagingBackend, source: SourceData, counts: LoadCounts, progress: bool) -> None:
+    rows = _interaction_rows(
+        _progress(source.interactions, f"{source.name}: interactions", progress),
+        source.name,
+        backend,
+        counts.interactions,
+    )
+    backend.stage("stage_interactions", INTERACTION_COLUMNS, rows)

@@ -121,8 +121,10 @@ def check_missing_items(backend: StagingBackend, counts: LoadCounts, errors: Err
     ).all()
     if not rows:
         return
+    files = backend.source_files
     problems = [
-        RowError(file, line, "item_id", f"item {item!r} is absent from the catalog (not in this dataset nor the store)")
+        RowError(files[file], line, "item_id",
+                 f"item {item!r} is absent from the catalog (not in this dataset nor the store)")
         for file, line, item in rows
     ]
     if not errors.skip_invalid:

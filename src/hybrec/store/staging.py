@@ -3,18 +3,27 @@
 PostgreSQL stages with binary ``COPY ... FROM STDIN`` (psycopg 3 ``cursor.copy``); SQLite with batched
 ``executemany`` (batches of :data:`BATCH_SIZE`).
 The staging tables live in the loading transaction (PostgreSQL: ``ON COMMIT DROP``; SQLite: dropped explicitly).
+On PostgreSQL the loading transaction also sets :data:`POSTGRES_LOAD_SETTINGS` (``SET LOCAL``: nothing outlives it)
+and, when the session has not used temporary tables yet, :data:`POSTGRES_TEMP_BUFFERS`, so a million staged rows
+stay in memory instead of being written out and read back by every merge statement (about a third less server CPU
+for a 1M-row load).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, bindparam, text
+from sqlalchemy.exc import DBAPIError
 
 from hybrec.store.models import UTCDateTime
+
+log = logging.getLogger(__name__)
 
 BATCH_SIZE = 10_000
 T = TypeVar("T")
@@ -28,6 +37,15 @@ INTERACTION_COLUMNS = [
     "user_ext", "item_ext", "kind", "rating", "weight", "review_text", "verified", "ts", "idempotency_key",
     "src_file", "src_line",
 ]
+# Settings of the PostgreSQL loading transaction only (SET LOCAL): the merge statements each touch every staged
+# row, so JIT compilation costs more than it saves, and a larger work_mem keeps their hashes and sorts in memory.
+# synchronous_commit off: the commit returns without waiting for the load's WAL (hundreds of MB for 1M rows) to reach
+# disk. A server crash in the next fraction of a second can lose the whole ingest, never part of it (the store stays
+# consistent), and re-running it is idempotent - the trade the PostgreSQL manual describes for bulk loads.
+POSTGRES_LOAD_SETTINGS = {"jit": "off", "work_mem": "'128MB'", "synchronous_commit": "off"}
+# An upper bound (about 1.5M staged interactions): local buffers are allocated as the staging tables grow, and kept
+# by that server session until it closes.
+POSTGRES_TEMP_BUFFERS = "256MB"
 # Connection settings of a SQLite load (restored afterwards): a 256 MiB page cache. (Staging tables are in memory:
 # engine.py sets temp_store=MEMORY on every connection, as it cannot change inside a transaction.)
 SQLITE_LOAD_PRAGMAS = {"cache_size": -262_144}
@@ -36,7 +54,7 @@ COPY_TYPES: dict[str, list[str]] = {
     "stage_users": ["text", "jsonb"],
     "stage_items": ["text", "text", "text", "text", "text", "jsonb", "float8", "float8", "int4", "jsonb", "bool"],
     "stage_interactions": [
-        "text", "text", "text", "float8", "float8", "text", "bool", "timestamptz", "text", "text", "int4",
+        "text", "text", "text", "float8", "float8", "text", "bool", "timestamptz", "text", "int4", "int4",
     ],
 }
 
@@ -46,6 +64,8 @@ class StagingBackend:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        # The files the staged interactions came from; stage_interactions.src_file is an index into this list.
+        self.source_files: list[str] = []
         self._saved_pragmas: dict[str, Any] = {}
         self.postgres = connection.dialect.name == "postgresql"
         if not self.postgres and connection.dialect.name != "sqlite":
@@ -74,7 +94,7 @@ class StagingBackend:
             "stage_interactions": (
                 f"user_ext TEXT {c} NOT NULL, item_ext TEXT {c} NOT NULL, kind TEXT NOT NULL, rating DOUBLE PRECISION, "
                 f"weight DOUBLE PRECISION NOT NULL, review_text TEXT, verified BOOLEAN, ts {ts} NOT NULL, "
-                f"idempotency_key TEXT {c} NOT NULL, src_file TEXT, src_line INTEGER"
+                f"idempotency_key TEXT {c} NOT NULL, src_file INTEGER NOT NULL, src_line INTEGER"
             ),
         }
 
@@ -85,10 +105,26 @@ class StagingBackend:
             self._saved_pragmas = {name: self.scalar(f"PRAGMA {name}") for name in SQLITE_LOAD_PRAGMAS}
             for name, value in SQLITE_LOAD_PRAGMAS.items():
                 self.connection.exec_driver_sql(f"PRAGMA {name} = {value}")
+        if self.postgres:
+            for setting, setting_value in POSTGRES_LOAD_SETTINGS.items():
+                self.connection.exec_driver_sql(f"SET LOCAL {setting} = {setting_value}")
+            self._enlarge_temp_buffers()
         suffix = " ON COMMIT DROP" if self.postgres else ""
         for name, columns in self.staging_tables().items():
             self.connection.exec_driver_sql(f"DROP TABLE IF EXISTS {'' if self.postgres else 'temp.'}{name}")
             self.connection.exec_driver_sql(f"CREATE TEMP TABLE {name} ({columns}){suffix}")
+
+    def _enlarge_temp_buffers(self) -> None:
+        """Keep the staging tables in memory (PostgreSQL's default 8 MB of temp buffers spills a large load to disk).
+
+        ``temp_buffers`` can only change before a session first touches a temporary table; on a pooled connection
+        that already did, the current size stays (the SET fails inside a savepoint, leaving the transaction intact).
+        """
+        try:
+            with self.connection.begin_nested():
+                self.connection.exec_driver_sql(f"SET LOCAL temp_buffers = '{POSTGRES_TEMP_BUFFERS}'")
+        except DBAPIError:
+            log.debug("temp_buffers already fixed for this session; staging with the current size")
 
     def drop_staging(self) -> None:
         if self.postgres:  # PostgreSQL drops them on commit/rollback
@@ -115,11 +151,13 @@ class StagingBackend:
             assert raw is not None
             # Binary COPY: about 2.5x less client CPU than text COPY for these rows (no number/date formatting).
             statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT BINARY)"
-            with raw.cursor() as cursor, cursor.copy(statement) as copy:
-                copy.set_types(COPY_TYPES[table])
-                for row in rows:
-                    copy.write_row(row)
-                    n += 1
+            with raw.cursor() as cursor:
+                set_json_dumps(_dump_json, cursor)
+                with cursor.copy(statement) as copy:
+                    copy.set_types(COPY_TYPES[table])
+                    for row in rows:
+                        copy.write_row(row)
+                        n += 1
             return n
         cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         sql = f"INSERT INTO temp.{table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
@@ -141,6 +179,13 @@ class StagingBackend:
     def scalar(self, sql: str, **params: Any) -> Any:
         return self.connection.execute(text(sql), params).scalar()
 
+
+
+def _dump_json(value: Any) -> str:
+    """``json.dumps``, short-cut for the empty object and list most staged users and items carry."""
+    if not value and value.__class__ in (dict, list):
+        return "{}" if value.__class__ is dict else "[]"
+    return json.dumps(value)
 
 
 def batches(rows: Iterable[T], size: int) -> Iterator[list[T]]:
