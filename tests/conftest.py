@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("HYBREC_SHARED_DATA_DIR", REPO_ROOT.parent / "shared" / "data")).resolve()
-POSTGRES_URL = os.environ.get("HYBREC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("HYBREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Plain helpers live in servers.py: a test module importing `from conftest import ...` gets whichever
+# conftest.py was imported first under that name, so nothing may be imported from a conftest.
+from servers import (  # noqa: F401  (re-exported for fixtures below)
+    POSTGRES_URL,
+    REDIS_URL,
+    SHARED_DATA,
+    create_postgres_database,
+    drop_postgres_database,
+    find_free_port,
+    running_server,
+)
 
 
 def require_shared(relative: str) -> Path:
@@ -47,24 +57,9 @@ def amazon_industrial() -> Path:
 # --- Chroma server (hybrec.vectors) --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a Chroma server started for this test session (``chroma run`` from the venv), stopped afterwards."""
-    import shutil
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
     executable = Path(sys.executable).parent / "chroma"
     if not executable.exists():
         found = shutil.which("chroma")
@@ -72,70 +67,14 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
             pytest.fail(f"the chroma executable is missing (looked next to {sys.executable} and on PATH)")
         executable = Path(found)
     data_dir = tmp_path_factory.mktemp("chroma")
-    port = _free_port()
-    log_path = data_dir / "server.log"
+    port = find_free_port()
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(executable), "run", "--path", str(data_dir / "db"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"chroma run exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma server at {url} did not answer its heartbeat within 60 s")
-            time.sleep(0.2)
+    command = [str(executable), "run", "--path", str(data_dir / "db"), "--host", "127.0.0.1", "--port", str(port)]
+    with running_server(command, f"{url}/api/v2/heartbeat", data_dir / "server.log", what="chroma run"):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- relational store (hybrec.store) -------------------------------------------------------------------------------
-
-
-def create_postgres_database(prefix: str = "hybrec_test") -> str:
-    """A new, empty, uniquely named database on the test server; returns its URL (drop it with
-    :func:`drop_postgres_database`)."""
-    import uuid
-
-    from sqlalchemy import create_engine, make_url
-
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(POSTGRES_URL).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        admin.dispose()
-    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres_database(url: str) -> None:
-    from sqlalchemy import create_engine, make_url
-
-    from hybrec.store.engine import dispose_engine
-
-    dispose_engine(url)
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-    finally:
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

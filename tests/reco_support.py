@@ -20,6 +20,7 @@ from hybrec.data.records import ErrorCollector, SourceData
 from hybrec.ingest import ingest as run_ingest
 from hybrec.store.engine import session_scope
 from hybrec.store.models import Interaction
+from hybrec.training.job import run_training
 
 # Small and quick: the tests check behaviour, not model quality.
 TEST_ALS_PARAMS: dict[str, Any] = {"factors": 32, "iterations": 4, "regularization": 0.05, "alpha": 2.0}
@@ -66,4 +67,19 @@ def clone_store(template: Settings, root: Path, **overrides: Any) -> Settings:
     target = Path(settings.database_url.removeprefix("sqlite:///"))
     with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
         src.backup(dst)
+    return settings
+
+
+def demo_template(root: Path) -> Settings:
+    """Settings under ``root`` with :func:`demo_shop` ingested: the store a test module ingests once and clones."""
+    settings = make_settings(root)
+    ingest(settings, demo_shop())
+    return settings
+
+
+def trained_clone(template: Settings, root: Path) -> Settings:
+    """A :func:`clone_store` of ``template`` under ``root`` with a model version trained and published."""
+    settings = clone_store(template, root)
+    outcome = run_training(settings)
+    assert outcome.status == "published", f"training the test store failed: {outcome.error}"
     return settings

@@ -15,23 +15,18 @@ from fastapi.testclient import TestClient
 from hybrec.api.app import create_app
 from hybrec.config import Settings
 from hybrec.recommend.service import Recommender
-from hybrec.training.job import run_training
 from hybrec.training.versions import list_versions
-from reco_support import clone_store, demo_shop, ingest, make_settings
+from reco_support import demo_template, make_settings, trained_clone
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = make_settings(tmp_path_factory.mktemp("template"))
-    ingest(settings, demo_shop())
-    return settings
+    return demo_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture
 def trained(template: Settings, tmp_path: Path) -> Settings:
-    settings = clone_store(template, tmp_path)
-    assert run_training(settings).status == "published"
-    return settings
+    return trained_clone(template, tmp_path)
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ executable (session fixture ``chroma_server``).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
-from conftest import POSTGRES_URL, REDIS_URL
 from hybrec.api.app import create_app
 from hybrec.config import Settings
 from hybrec.recommend.service import CACHE_DOWN, Recommender
@@ -34,15 +31,10 @@ from hybrec.training.versions import list_versions
 from hybrec.vectors.chroma_index import ChromaVectorIndex
 from hybrec.vectors.redis_cache import RedisUserVectorCache
 from reco_support import count_interactions, ingest, make_settings, movielens
+from servers import POSTGRES_URL, REDIS_URL, find_free_port, running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.shared_data]
 HYBREC = str(Path(sys.executable).parent / "hybrec")  # the console script of this environment
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def acceptance_flow(client: httpx.Client | TestClient, settings: Settings) -> None:
@@ -97,32 +89,16 @@ def test_embedded_acceptance_through_the_cli(movielens_100k: Path, tmp_path: Pat
         env.pop(name, None)
     _hybrec(["ingest", "movielens", str(movielens_100k)], env, tmp_path)
     _hybrec(["train"], env, tmp_path)
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [HYBREC, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            deadline = time.monotonic() + 90
-            while True:
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-                try:
-                    if client.get("/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the server never became ready"
-                time.sleep(0.3)
-            acceptance_flow(client, settings)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    port = find_free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [HYBREC, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with (
+        running_server(
+            command, f"{url}/ready", tmp_path / "serve.log", what="hybrec serve", timeout_s=90, env=env, cwd=tmp_path
+        ),
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        acceptance_flow(client, settings)
 
 
 # --- production: PostgreSQL + Redis + Chroma ------------------------------------------------------------------------
@@ -190,7 +166,7 @@ def test_production_acceptance(
         assert ready["ready"] and ready["last_training"]["status"] == "failed"
 
     # Redis down: still answered (folded in from PostgreSQL), events still stored.
-    dead = RedisUserVectorCache(f"redis://127.0.0.1:{_free_port()}/0", "down", connect_timeout=0.2)
+    dead = RedisUserVectorCache(f"redis://127.0.0.1:{find_free_port()}/0", "down", connect_timeout=0.2)
     degraded = Recommender(settings, user_cache=dead, item_index=index)
     result = degraded.recommend("1", 10)
     assert result.strategy == "folded_in" and CACHE_DOWN in result.degraded and len(result.items) == 10

@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conftest import create_postgres_database, drop_postgres_database
 from hybrec.data.records import ErrorCollector, InteractionRecord, ItemRecord, SourceData
 from hybrec.ingest import ingest
 from hybrec.store.engine import session_scope
 from hybrec.store.migrate import current_revision, head_revision, upgrade
 from hybrec.store.queries import store_counts
+from servers import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2023, 1, 1, tzinfo=UTC)

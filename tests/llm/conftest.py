@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from llm_testing import FILTER_SYSTEM_PROMPT, ScriptedServer, ShoppingFilter, free_port, require_llama_cpp
+from llm_testing import FILTER_SYSTEM_PROMPT, ScriptedServer, ShoppingFilter, require_llama_cpp
 
 from hybrec.llm.weights import WeightsError, ensure_weights
+from servers import find_free_port, running_server
 
 TEST_PROFILE = "qwen2.5-0.5b"
 
@@ -45,7 +43,7 @@ def gguf_05b(llm_var_dir: Path) -> Path:
 def llama_server(gguf_05b: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``python -m llama_cpp.server`` on loopback serving the 0.5B model; yields its ``/v1`` URL."""
     require_llama_cpp()
-    port = free_port()
+    port = find_free_port()
     log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
     cmd = [
         sys.executable,
@@ -66,30 +64,10 @@ def llama_server(gguf_05b: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "--model_alias",
         "qwen-test",
     ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not come up in 180 s: {log_path.read_text()[-2000:]}")
-            time.sleep(0.5)
+    with running_server(cmd, url + "/models", log_path, what="llama_cpp.server", timeout_s=180, env=env):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,13 +83,6 @@ class ScriptedServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ShoppingFilter(BaseModel):

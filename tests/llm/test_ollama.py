@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from llm_testing import Reply, ScriptedServer, free_port
+from llm_testing import Reply, ScriptedServer
 
 from hybrec.llm.base import LLMRequestError, LLMUnavailable
 from hybrec.llm.ollama import native_root, pull_model
+from servers import find_free_port
 
 
 def ndjson(*events: dict[str, object]) -> str:
@@ -57,4 +58,4 @@ def test_pull_5xx_and_down_server_are_unavailable(scripted_server: ScriptedServe
     with pytest.raises(LLMUnavailable, match="disk full"):
         pull_model(scripted_server.url, "m", progress=False)
     with pytest.raises(LLMUnavailable, match="cannot reach"):
-        pull_model(f"http://127.0.0.1:{free_port()}/v1", "m", progress=False)
+        pull_model(f"http://127.0.0.1:{find_free_port()}/v1", "m", progress=False)

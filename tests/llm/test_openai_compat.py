@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from llm_testing import Reply, ScriptedServer, chat_reply, free_port
+from llm_testing import Reply, ScriptedServer, chat_reply
 from pydantic import BaseModel
 
 from hybrec.llm.base import ChatMessage, LLMOutputError, LLMRequestError, LLMUnavailable
 from hybrec.llm.openai_compat import OpenAICompatLLM
+from servers import find_free_port
 
 USER_HI = [ChatMessage("user", "Say hello in one short sentence.")]
 
@@ -87,7 +88,7 @@ def test_read_timeout_is_unavailable_and_not_retried(scripted_server: ScriptedSe
 
 
 def test_server_down_is_unavailable() -> None:
-    llm = OpenAICompatLLM(f"http://127.0.0.1:{free_port()}/v1", "m1", max_retries=1, backoff_s=0.01)
+    llm = OpenAICompatLLM(f"http://127.0.0.1:{find_free_port()}/v1", "m1", max_retries=1, backoff_s=0.01)
     with pytest.raises(LLMUnavailable, match="cannot reach"):
         llm.complete(USER_HI)
     with pytest.raises(LLMUnavailable):

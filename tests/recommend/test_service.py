@@ -24,7 +24,7 @@ from hybrec.vectors.exact_index import ExactVectorIndex
 from hybrec.vectors.filters import Filter
 from hybrec.vectors.memory_cache import MemoryUserVectorCache
 from hybrec.vectors.redis_cache import RedisUserVectorCache
-from reco_support import clone_store, count_interactions, demo_shop, ingest, make_settings
+from reco_support import count_interactions, demo_template, make_settings, trained_clone
 
 
 def _dead_port() -> int:
@@ -43,16 +43,12 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = make_settings(tmp_path_factory.mktemp("template"))
-    ingest(settings, demo_shop())
-    return settings
+    return demo_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture
 def trained(template: Settings, tmp_path: Path) -> Settings:
-    settings = clone_store(template, tmp_path)
-    assert run_training(settings).status == "published"
-    return settings
+    return trained_clone(template, tmp_path)
 
 
 def test_a_trained_user_is_served_from_the_model_when_the_cache_misses(trained: Settings) -> None:

@@ -14,10 +14,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from conftest import create_postgres_database, drop_postgres_database
 from hybrec.store.engine import get_engine
 from hybrec.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from hybrec.store.models import Base
+from servers import create_postgres_database, drop_postgres_database
 
 TABLES = {"users", "items", "interactions", "chat_sessions", "chat_messages", "model_versions"}
 

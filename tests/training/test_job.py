@@ -9,20 +9,19 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from hybrec.als.tuning import DEFAULT_PARAMS
+from hybrec.als.tuning import DEFAULT_PARAMS, load_params
 from hybrec.config import Settings
 from hybrec.recommend.service import Recommender
 from hybrec.store import migrate
 from hybrec.store.engine import session_scope
 from hybrec.store.models import ModelVersion
 from hybrec.training import versions
-from hybrec.training.evaluate import load_als_params
 from hybrec.training.job import run_training
 from hybrec.training.lock import TrainerBusy, trainer_lock
 from hybrec.training.scheduler import TrainingScheduler
 from hybrec.vectors.exact_index import ExactVectorIndex
 from hybrec.vectors.memory_cache import MemoryUserVectorCache
-from reco_support import TEST_ALS_PARAMS, clone_store, demo_shop, ingest, make_settings
+from reco_support import TEST_ALS_PARAMS, clone_store, demo_template, make_settings
 
 
 class Crash(RuntimeError):
@@ -39,9 +38,7 @@ def crash_at(step: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = make_settings(tmp_path_factory.mktemp("template"))
-    ingest(settings, demo_shop())
-    return settings
+    return demo_template(tmp_path_factory.mktemp("template"))
 
 
 @pytest.fixture
@@ -176,13 +173,13 @@ def test_empty_store_fails_with_a_clear_reason(tmp_path: Path) -> None:
 
 
 def test_params_file(tmp_path: Path) -> None:
-    assert load_als_params(tmp_path / "missing.json") == DEFAULT_PARAMS
+    assert load_params(tmp_path / "missing.json", missing_ok=True) == DEFAULT_PARAMS
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"params": {"factors": 8, "alpha": 3.0}}))
-    assert load_als_params(path) == {**DEFAULT_PARAMS, "factors": 8, "alpha": 3.0}
+    assert load_params(path, missing_ok=True) == {**DEFAULT_PARAMS, "factors": 8, "alpha": 3.0}
     path.write_text(json.dumps({"params": {"factors": 8, "not_a_param": 1}}))
     with pytest.raises(ValueError, match="not_a_param"):
-        load_als_params(path)
+        load_params(path, missing_ok=True)
 
 
 def test_a_bad_params_file_fails_the_run_and_says_why(settings: Settings) -> None:

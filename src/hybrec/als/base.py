@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +30,17 @@ from hybrec.als.topk import check_item_mask, top_k
 log = logging.getLogger(__name__)
 
 
+class RuntimeOptions(TypedDict, total=False):
+    """The keyword arguments every ALS variant takes besides its objective (documented on
+    :class:`hybrec.als.ImplicitALS`; defaults in :class:`AlternatingLeastSquaresBase`)."""
+
+    device: str
+    seed: int
+    num_threads: int
+    calculate_training_loss: bool
+    backend: str
+
+
 class AlternatingLeastSquaresBase:
     """Common state: factors, hyperparameters, fit loop, recommend / similar_items / fold_in."""
 
@@ -43,11 +54,12 @@ class AlternatingLeastSquaresBase:
         iterations: int,
         solver: str,
         cg_steps: int,
-        device: str,
-        seed: int,
-        num_threads: int,
-        calculate_training_loss: bool,
-        backend: str,
+        *,
+        device: str = "cpu",
+        seed: int = 0,
+        num_threads: int = 0,
+        calculate_training_loss: bool = False,
+        backend: str = "auto",
     ) -> None:
         self.factors = check_positive_int(factors, "factors")
         self.regularization = check_non_negative(regularization, "regularization")

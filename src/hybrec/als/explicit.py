@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from hybrec.als._checks import check_interactions, check_rows
-from hybrec.als.base import AlternatingLeastSquaresBase
+from hybrec.als.base import AlternatingLeastSquaresBase, RuntimeOptions
 
 _CHUNK = 1 << 18
 
@@ -45,24 +47,9 @@ class ExplicitALS(AlternatingLeastSquaresBase):
         solver: str = "cholesky",
         cg_steps: int = 3,
         center: bool = True,
-        device: str = "cpu",
-        seed: int = 0,
-        num_threads: int = 0,
-        calculate_training_loss: bool = False,
-        backend: str = "auto",
+        **options: Unpack[RuntimeOptions],
     ) -> None:
-        super().__init__(
-            factors,
-            regularization,
-            iterations,
-            solver,
-            cg_steps,
-            device,
-            seed,
-            num_threads,
-            calculate_training_loss,
-            backend,
-        )
+        super().__init__(factors, regularization, iterations, solver, cg_steps, **options)
         self.center = bool(center)
         self.global_mean = 0.0
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from hybrec.als._checks import check_non_negative
-from hybrec.als.base import AlternatingLeastSquaresBase
+from hybrec.als.base import AlternatingLeastSquaresBase, RuntimeOptions
 from hybrec.als.solvers import gramian
 
 _LOSS_CHUNK = 1 << 18
@@ -84,24 +86,9 @@ class ImplicitALS(AlternatingLeastSquaresBase):
         iterations: int = 15,
         solver: str = "cg",
         cg_steps: int = 3,
-        device: str = "cpu",
-        seed: int = 0,
-        num_threads: int = 0,
-        calculate_training_loss: bool = False,
-        backend: str = "auto",
+        **options: Unpack[RuntimeOptions],
     ) -> None:
-        super().__init__(
-            factors,
-            regularization,
-            iterations,
-            solver,
-            cg_steps,
-            device,
-            seed,
-            num_threads,
-            calculate_training_loss,
-            backend,
-        )
+        super().__init__(factors, regularization, iterations, solver, cg_steps, **options)
         self.alpha = check_non_negative(alpha, "alpha")
         self.alpha0 = check_non_negative(alpha0, "alpha0")
         self.reg_exponent = check_non_negative(reg_exponent, "reg_exponent")

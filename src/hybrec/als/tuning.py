@@ -146,10 +146,29 @@ def validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_params(path: str | Path) -> dict[str, Any]:
-    """The ``params`` of a params file, completed with the defaults; raises on a missing or malformed file."""
+def load_params(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any]:
+    """The ``params`` of a params file, completed with the defaults.
+
+    Parameters
+    ----------
+    path : str or Path
+        The params file (:func:`save_params`'s format).
+    missing_ok : bool, default False
+        Return a copy of :data:`DEFAULT_PARAMS` when there is no file yet (the training job before the first
+        ``hybrec tune``) instead of raising.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path`` and ``missing_ok`` is false.
+    ValueError
+        The file is malformed or names unknown parameters (a training run must not silently ignore it).
+    """
     path = Path(path)
     if not path.exists():
+        if missing_ok:
+            log.info("no ALS params file at %s; using the defaults", path)
+            return dict(DEFAULT_PARAMS)
         raise FileNotFoundError(f"ALS params file {path} does not exist (run `hybrec tune` or restore it)")
     try:
         content = json.loads(path.read_text())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -139,6 +139,35 @@ def _error(status: int, detail: Any) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+#: The collaborative engine's errors and the HTTP status each becomes (its message is the ``detail``).
+SERVICE_ERROR_STATUS: dict[type[Exception], int] = {
+    ItemNotInModel: 404,
+    UnknownItems: 422,
+    InvalidRequest: 422,
+    UnknownModelVersion: 404,
+    ModelVersionUnusable: 409,
+    ModelNotReady: 503,
+    DependencyUnavailable: 503,
+}
+
+
+def add_error_statuses(app: FastAPI, statuses: Mapping[type[Exception], int]) -> None:
+    """Answer each exception type of ``statuses`` (and its subclasses) with that status and ``{"detail": message}``.
+
+    Route modules plugged in as components call it from their ``setup`` for their own errors, so that no handler
+    needs a ``try``/``except`` to turn a domain error into an HTTP one.
+    """
+    for error, status in statuses.items():
+        app.add_exception_handler(error, _status_handler(status))
+
+
+def _status_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(_request: Request, exc: Exception) -> JSONResponse:
+        return _error(status, str(exc))
+
+    return handler
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,33 +184,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             errors.append(error)
         return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
-    @app.exception_handler(ItemNotInModel)
-    async def item_not_in_model(_request: Request, exc: ItemNotInModel) -> JSONResponse:
-        return _error(404, str(exc))
-
-    @app.exception_handler(UnknownItems)
-    async def unknown_items(_request: Request, exc: UnknownItems) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(InvalidRequest)
-    async def invalid(_request: Request, exc: InvalidRequest) -> JSONResponse:
-        return _error(422, str(exc))
-
-    @app.exception_handler(UnknownModelVersion)
-    async def unknown_version(_request: Request, exc: UnknownModelVersion) -> JSONResponse:
-        return _error(404, str(exc))
-
-    @app.exception_handler(ModelVersionUnusable)
-    async def unusable_version(_request: Request, exc: ModelVersionUnusable) -> JSONResponse:
-        return _error(409, str(exc))
-
-    @app.exception_handler(ModelNotReady)
-    async def not_ready(_request: Request, exc: ModelNotReady) -> JSONResponse:
-        return _error(503, str(exc))
-
-    @app.exception_handler(DependencyUnavailable)
-    async def unavailable(_request: Request, exc: DependencyUnavailable) -> JSONResponse:
-        return _error(503, str(exc))
+    add_error_statuses(app, SERVICE_ERROR_STATUS)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,7 +15,7 @@ taken. A search with no constraint left that still finds nothing returns nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
 from hybrec.chat.schemas import ChatItem, QueryFilters
@@ -42,18 +42,21 @@ def to_filter(filters: QueryFilters) -> Filter | None:
     )
 
 
+# (field, how the reply names dropping it): dropped in this order before the budget is touched, then after it.
+_DROPPED_BEFORE_PRICE = (
+    ("min_rating", "the minimum rating of {:g} stars"),
+    ("brand", "the brand {}"),
+    ("category", "the category {}"),
+)
+_DROPPED_AFTER_PRICE = (
+    ("min_price", "the minimum price of ${:g}"),
+    ("max_price", "the price limit"),
+)
+
+
 def relaxation_steps(filters: QueryFilters) -> Iterator[tuple[str, QueryFilters]]:
     """Each relaxed version of ``filters``, with the sentence describing the step, in :mod:`relaxation` order."""
-    current = filters.model_copy()
-    if current.min_rating is not None:
-        current = current.model_copy(update={"min_rating": None})
-        yield f"the minimum rating of {filters.min_rating:g} stars", current
-    if current.brand is not None:
-        current = current.model_copy(update={"brand": None})
-        yield f"the brand {filters.brand}", current
-    if current.category is not None:
-        current = current.model_copy(update={"category": None})
-        yield f"the category {filters.category}", current
+    current = yield from _drop_each(filters.model_copy(), _DROPPED_BEFORE_PRICE)
     if current.max_price is not None:
         ceiling = current.max_price
         for _ in range(PRICE_STEPS):
@@ -62,12 +65,19 @@ def relaxation_steps(filters: QueryFilters) -> Iterator[tuple[str, QueryFilters]
                 continue
             current = current.model_copy(update={"max_price": ceiling})
             yield f"the price ceiling to ${ceiling:g}", current
-    if current.min_price is not None:
-        current = current.model_copy(update={"min_price": None})
-        yield f"the minimum price of ${filters.min_price:g}", current
-    if current.max_price is not None:
-        current = current.model_copy(update={"max_price": None})
-        yield "the price limit", current
+    yield from _drop_each(current, _DROPPED_AFTER_PRICE)
+
+
+def _drop_each(
+    current: QueryFilters, steps: tuple[tuple[str, str], ...]
+) -> Generator[tuple[str, QueryFilters], None, QueryFilters]:
+    """Drop each set constraint of ``steps`` in turn, yielding a step per drop; returns the filters left."""
+    for name, description in steps:
+        value = getattr(current, name)
+        if value is not None:
+            current = current.model_copy(update={name: None})
+            yield description.format(value), current
+    return current
 
 
 @dataclass(slots=True)

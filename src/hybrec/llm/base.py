@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -151,6 +151,44 @@ def validate_messages(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         if not isinstance(message, ChatMessage):
             raise TypeError(f"messages[{i}] must be a ChatMessage, not {type(message).__name__}")
     return out
+
+
+def wire_messages(messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float) -> list[dict[str, str]]:
+    """Check the sampling arguments every backend takes; ``messages`` in the OpenAI wire form.
+
+    Raises
+    ------
+    ValueError
+        ``max_tokens`` below 1, a negative ``temperature`` or no messages.
+    TypeError
+        An element of ``messages`` is not a :class:`ChatMessage`.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    return [m.as_dict() for m in validate_messages(messages)]
+
+
+def completion_content(body: Any, backend: str) -> str:
+    """``choices[0].message.content`` of an OpenAI-style chat completion (``""`` when null).
+
+    Raises
+    ------
+    LLMOutputError
+        When the completion does not have that field.
+    """
+    try:
+        content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise LLMOutputError(f"{backend}: response has no choices[0].message.content: {str(body)[:200]}") from exc
+    return content or ""
+
+
+def delta_content(chunk: Mapping[str, Any]) -> str:
+    """The text of one OpenAI-style streaming chunk, ``choices[0].delta.content`` (``""`` when there is none)."""
+    choices = chunk.get("choices") or []
+    return (choices[0].get("delta") or {}).get("content") or "" if choices else ""
 
 
 def _strip_code_fence(text: str) -> str:

@@ -22,13 +22,15 @@ from hybrec.llm.base import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_TEMPERATURE,
     ChatMessage,
-    LLMOutputError,
     LLMRequestError,
     LLMUnavailable,
     ModelT,
+    completion_content,
+    delta_content,
     json_schema_of,
     structured_with_retry,
     validate_messages,
+    wire_messages,
 )
 
 if TYPE_CHECKING:
@@ -122,7 +124,7 @@ class LlamaCppLLM:
         """The assistant's reply as one string (see :class:`~hybrec.llm.base.LLM`)."""
         with self._lock:
             result = self._chat(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
-        return _message_content(result, self.name)
+        return completion_content(result, self.name)
 
     def stream(
         self,
@@ -156,7 +158,7 @@ class LlamaCppLLM:
                     stop=None,
                     response_format=response_format,
                 )
-            return _message_content(result, self.name)
+            return completion_content(result, self.name)
 
         return structured_with_retry(generate, messages, schema, backend=self.name)
 
@@ -171,8 +173,7 @@ class LlamaCppLLM:
         with self._lock:
             chunks = self._chat(conversation, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=True)
             for chunk in chunks:
-                choices = chunk.get("choices") or []
-                content = choices[0].get("delta", {}).get("content") if choices else None
+                content = delta_content(chunk)
                 if content:
                     yield content
 
@@ -186,13 +187,10 @@ class LlamaCppLLM:
         stream: bool = False,
         response_format: dict[str, Any] | None = None,
     ) -> Any:
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        wire = wire_messages(messages, max_tokens=max_tokens, temperature=temperature)
         try:
             return self._llama.create_chat_completion(
-                messages=[m.as_dict() for m in validate_messages(messages)],  # type: ignore[misc]
+                messages=wire,  # type: ignore[arg-type]
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stop=list(stop) if stop else [],
@@ -201,10 +199,3 @@ class LlamaCppLLM:
             )
         except ValueError as exc:  # llama-cpp-python's error for a prompt longer than the context window
             raise LLMRequestError(f"{self.name}: {exc}") from exc
-
-
-def _message_content(result: Any, backend: str) -> str:
-    try:
-        return result["choices"][0]["message"]["content"] or ""
-    except (KeyError, IndexError, TypeError) as exc:
-        raise LLMOutputError(f"{backend}: completion has no choices[0].message.content") from exc

@@ -31,9 +31,11 @@ from hybrec.llm.base import (
     LLMRequestError,
     LLMUnavailable,
     ModelT,
+    completion_content,
+    delta_content,
     json_schema_of,
     structured_with_retry,
-    validate_messages,
+    wire_messages,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,7 +116,7 @@ class OpenAICompatLLM:
     ) -> str:
         """The assistant's reply as one string (see :class:`~hybrec.llm.base.LLM`)."""
         payload = self._payload(messages, max_tokens=max_tokens, temperature=temperature, stop=stop)
-        return self._content(self._post_json(payload))
+        return completion_content(self._post_json(payload), self.name)
 
     def stream(
         self,
@@ -143,7 +145,7 @@ class OpenAICompatLLM:
         def generate(conversation: list[ChatMessage]) -> str:
             payload = self._payload(conversation, max_tokens=max_tokens, temperature=temperature, stop=None)
             payload["response_format"] = response_format
-            return self._content(self._post_json(payload))
+            return completion_content(self._post_json(payload), self.name)
 
         return structured_with_retry(generate, messages, schema, backend=self.name)
 
@@ -175,26 +177,15 @@ class OpenAICompatLLM:
     def _payload(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float, stop: Sequence[str] | None
     ) -> dict[str, Any]:
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": [m.as_dict() for m in validate_messages(messages)],
+            "messages": wire_messages(messages, max_tokens=max_tokens, temperature=temperature),
             "max_tokens": max_tokens,
             "temperature": temperature,
         }
         if stop:
             payload["stop"] = list(stop)
         return payload
-
-    def _content(self, body: dict[str, Any]) -> str:
-        try:
-            content = body["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise LLMOutputError(f"{self.name}: response has no choices[0].message.content: {str(body)[:200]}") from exc
-        return content or ""
 
     def _post_json(self, payload: dict[str, Any]) -> dict[str, Any]:
         response = self._send(lambda: self._client.post("/chat/completions", json=payload))
@@ -222,10 +213,9 @@ class OpenAICompatLLM:
                     raise LLMOutputError(f"{self.name}: bad stream event {data[:200]!r}") from exc
                 if "error" in event:
                     raise LLMUnavailable(f"{self.name}: server error mid-stream: {event['error']}")
-                choices = event.get("choices") or []
-                delta = choices[0].get("delta", {}) if choices else {}
-                if delta.get("content"):
-                    yield delta["content"]
+                content = delta_content(event)
+                if content:
+                    yield content
         except httpx.HTTPError as exc:
             raise LLMUnavailable(f"{self.name}: stream interrupted: {exc!r}") from exc
         finally:

@@ -28,7 +28,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from hybrec.config import Settings
 from hybrec.data.records import InteractionRecord, interaction_value
-from hybrec.recommend import fast_reads
 from hybrec.recommend.errors import DependencyUnavailable, ItemNotInModel, ModelNotReady, UnknownItems
 from hybrec.recommend.state import ServingState, load_serving_state
 from hybrec.recommend.telemetry import NullTelemetry, Telemetry, timed
@@ -212,7 +211,7 @@ class Recommender:
         degraded: list[str] = []
         with timed(self.telemetry, "store_read"):
             try:
-                events = fast_reads.user_interactions(self.settings.database_url, user_id)
+                events = queries.user_interactions_by_url(self.settings.database_url, user_id)
             except (OperationalError, InterfaceError) as exc:
                 raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
         seen = {e.item_id for e in events} if exclude_seen else set()
@@ -248,7 +247,7 @@ class Recommender:
     def _vector_for(self, user_id: str) -> tuple[np.ndarray | None, Strategy]:
         state = self._current()
         try:
-            events = fast_reads.user_interactions(self.settings.database_url, user_id)
+            events = queries.user_interactions_by_url(self.settings.database_url, user_id)
         except (OperationalError, InterfaceError) as exc:
             raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
         return self._user_vector(state, user_id, events, [])
@@ -360,7 +359,7 @@ class Recommender:
         return self._state
 
     def _refold(self, state: ServingState, user_id: str, degraded: list[str]) -> Strategy | None:
-        events = fast_reads.user_interactions(self.settings.database_url, user_id)
+        events = queries.user_interactions_by_url(self.settings.database_url, user_id)
         vector = self._fold_in(state, events)
         if vector is None:
             return None

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from tqdm.auto import tqdm
 
 from hybrec.retrieval.embedder import TextEmbedder
 from hybrec.retrieval.product_text import CatalogItem, clean_text, content_hash, product_text
+from hybrec.store import queries
 from hybrec.store.engine import session_scope
-from hybrec.store.models import Item
 from hybrec.vectors.base import CollectionExists, CollectionNotFound, VectorIndex
 from hybrec.vectors.filters import BRAND_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY
 
@@ -233,9 +232,4 @@ class CatalogIndex:
     ) -> IndexReport:
         """:meth:`sync` with every item of the relational store at ``database_url``."""
         with session_scope(database_url) as session:
-            return self.sync(iter_store_items(session), full=full, show_progress=show_progress)
-
-
-def iter_store_items(session: Any, chunk: int = 1000) -> Iterator[Item]:
-    """Every item row of the store, streamed ``chunk`` rows at a time."""
-    yield from session.scalars(select(Item).order_by(Item.id).execution_options(yield_per=chunk))
+            return self.sync(queries.iter_items(session), full=full, show_progress=show_progress)

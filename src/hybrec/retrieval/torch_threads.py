@@ -5,8 +5,8 @@ torch's default pool (one thread per core) spends its time waiting for threads t
 the shared 2-core development machine, embedding one query took 1.3-1.8 s with 2 threads and 26-45 ms with one.
 Request-time inference therefore runs on one thread by default, while bulk indexing keeps torch's pool.
 
-``torch.set_num_threads`` is process-wide, so, as in :mod:`hybrec.vectors.single_thread`, one reference count
-decides: the first thread in sets the limit, the last one out restores the previous value.
+``torch.set_num_threads`` is process-wide, so one reference count decides: the first thread in sets the limit, the
+last one out restores the previous value.
 """
 
 from __future__ import annotations

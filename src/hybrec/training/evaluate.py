@@ -1,41 +1,22 @@
-"""Holdout evaluation and hyperparameters for the training job.
+"""Holdout evaluation for the training job.
 
-The split and the metrics are :mod:`hybrec.als.evaluation`'s, the params file :mod:`hybrec.als.tuning`'s; this
-module only chooses the job's holdout and adds the "no params file yet" default.
+The split and the metrics are :mod:`hybrec.als.evaluation`'s (the params file is read by
+:func:`hybrec.als.tuning.load_params`); this module only chooses the job's holdout.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from hybrec.als import ImplicitALS
 from hybrec.als.evaluation import evaluate_model, split_random
-from hybrec.als.tuning import DEFAULT_PARAMS, load_params
 from hybrec.data.matrices import InteractionMatrix
 
 log = logging.getLogger(__name__)
 
 HOLDOUT_FRACTION = 0.2
 SEED = 0
-
-
-def load_als_params(path: Path) -> dict[str, Any]:
-    """The tuned ALS hyperparameters of the params file at ``path`` (:func:`hybrec.als.tuning.load_params`: the
-    ``params`` object completed with the defaults), or the defaults when there is no file yet.
-
-    Raises
-    ------
-    ValueError
-        The file exists but is malformed or names unknown parameters (a training run must not silently ignore it).
-    """
-    path = Path(path)
-    if not path.exists():
-        log.info("no ALS params file at %s; training with the defaults", path)
-        return dict(DEFAULT_PARAMS)
-    return load_params(path)
 
 
 def holdout_metrics(

@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hybrec.als import ImplicitALS
+from hybrec.als.tuning import load_params
 from hybrec.config import Settings
 from hybrec.data.matrices import InteractionMatrix, from_triples
 from hybrec.store import queries
 from hybrec.store.engine import session_scope
 from hybrec.training import versions
-from hybrec.training.evaluate import holdout_metrics, load_als_params
+from hybrec.training.evaluate import holdout_metrics
 from hybrec.training.lock import trainer_lock
 from hybrec.training.publish import FaultHook, publish_version
 from hybrec.vectors import make_user_cache, make_vector_index
@@ -124,7 +125,7 @@ def _run_locked(
     started = time.perf_counter()
     version = versions.start_version(settings, dict(params or {}))
     try:
-        als_params = dict(params) if params is not None else load_als_params(settings.als_params_path)
+        als_params = dict(params) if params is not None else load_params(settings.als_params_path, missing_ok=True)
         log.info("training model version %d with %s", version, als_params or "default parameters")
         data = load_interactions(settings)
         versions.update_version(

@@ -199,6 +199,43 @@ def validate_n(n: int) -> int:
     return int(n)
 
 
+def check_existing_collection(existing: CollectionInfo, wanted: CollectionInfo, exist_ok: bool) -> None:
+    """``create_collection`` on a name that exists: fine only with ``exist_ok`` and the same dim and metric.
+
+    Raises
+    ------
+    CollectionExists
+        ``exist_ok`` is false, or the stored collection has another dim or metric.
+    """
+    if not exist_ok or existing != wanted:
+        raise CollectionExists(
+            f"vector collection {existing.name!r} already exists with dim {existing.dim} and metric {existing.metric}"
+        )
+
+
+def prepare_upsert(
+    info: CollectionInfo,
+    ids: list[str],
+    vectors: Any,
+    metadatas: Sequence[Mapping[str, Any] | None] | None,
+) -> tuple[np.ndarray, list[Metadata]]:
+    """The checked rows of an upsert into the collection ``info``: its float32 matrix (unit rows for the cosine
+    metric) and the cleaned metadata of each id (``ids`` already passed :func:`validate_ids`)."""
+    matrix = as_matrix(vectors, info.dim)
+    if matrix.shape[0] != len(ids):
+        raise ValueError(f"got {matrix.shape[0]} vectors for {len(ids)} ids")
+    metas = clean_metadata(metadatas, len(ids))
+    if info.metric == "cosine":
+        matrix = normalise_rows(matrix)
+    return matrix, metas
+
+
+def prepare_queries(info: CollectionInfo, vectors: Any) -> np.ndarray:
+    """Query rows for the collection ``info`` as a float32 matrix (unit rows for the cosine metric)."""
+    queries = as_matrix(vectors, info.dim, "query vectors")
+    return normalise_rows(queries) if info.metric == "cosine" else queries
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # protocols
 # --------------------------------------------------------------------------------------------------------------------

@@ -38,7 +38,6 @@ import httpx
 import numpy as np
 
 from hybrec.vectors.base import (
-    CollectionExists,
     CollectionInfo,
     CollectionNotFound,
     Hit,
@@ -47,9 +46,9 @@ from hybrec.vectors.base import (
     UnknownIds,
     VectorIndex,
     VectorStoreUnavailable,
-    as_matrix,
-    clean_metadata,
-    normalise_rows,
+    check_existing_collection,
+    prepare_queries,
+    prepare_upsert,
     public_metadata,
     validate_collection_name,
     validate_dim,
@@ -208,10 +207,7 @@ class ChromaVectorIndex(VectorIndex):
             self._handles[name] = handle
             logger.info("created Chroma collection %s (dim %d, %s, %s)", name, info.dim, info.metric, self.hnsw)
             return
-        if not exist_ok or existing != info:
-            raise CollectionExists(
-                f"vector collection {name!r} already exists with dim {existing.dim} and metric {existing.metric}"
-            )
+        check_existing_collection(existing, info, exist_ok)
 
     def collection_info(self, name: str) -> CollectionInfo:
         handle = self._handle(name)
@@ -242,13 +238,7 @@ class ChromaVectorIndex(VectorIndex):
         metadatas: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> None:
         ids = validate_ids(ids)
-        info = self.collection_info(name)
-        matrix = as_matrix(vectors, info.dim)
-        if matrix.shape[0] != len(ids):
-            raise ValueError(f"got {matrix.shape[0]} vectors for {len(ids)} ids")
-        metas = clean_metadata(metadatas, len(ids))
-        if info.metric == "cosine":
-            matrix = normalise_rows(matrix)
+        matrix, metas = prepare_upsert(self.collection_info(name), ids, vectors, metadatas)
         batch = self._batch()
         was_empty = self.count(name) == 0
         for start in range(0, len(ids), batch):
@@ -335,9 +325,7 @@ class ChromaVectorIndex(VectorIndex):
     ) -> list[list[Hit]]:
         n = validate_n(n)
         info = self.collection_info(name)
-        queries = as_matrix(vectors, info.dim, "query vectors")
-        if info.metric == "cosine":
-            queries = normalise_rows(queries)
+        queries = prepare_queries(info, vectors)
         exclude = set(exclude_ids or ())
         allow: list[str] | None = None
         if where is not None and where.ids is not None:

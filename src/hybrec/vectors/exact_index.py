@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from hybrec.vectors.base import (
-    CollectionExists,
     CollectionInfo,
     CollectionNotFound,
     Hit,
@@ -36,9 +35,9 @@ from hybrec.vectors.base import (
     Metric,
     UnknownIds,
     VectorIndex,
-    as_matrix,
-    clean_metadata,
-    normalise_rows,
+    check_existing_collection,
+    prepare_queries,
+    prepare_upsert,
     public_metadata,
     validate_collection_name,
     validate_dim,
@@ -223,10 +222,7 @@ class ExactVectorIndex(VectorIndex):
                 self._put(_Collection.empty(info))
                 logger.info("created exact collection %s (dim %d, %s)", name, info.dim, info.metric)
                 return
-            if not exist_ok or existing != info:
-                raise CollectionExists(
-                    f"vector collection {name!r} already exists with dim {existing.dim} and metric {existing.metric}"
-                )
+            check_existing_collection(existing, info, exist_ok)
 
     def collection_info(self, name: str) -> CollectionInfo:
         return self._get(name).info
@@ -255,12 +251,7 @@ class ExactVectorIndex(VectorIndex):
         ids = validate_ids(ids)
         with self._lock:
             col = self._get(name)
-            batch = as_matrix(vectors, col.info.dim)
-            if batch.shape[0] != len(ids):
-                raise ValueError(f"got {batch.shape[0]} vectors for {len(ids)} ids")
-            metas = clean_metadata(metadatas, len(ids))
-            if col.info.metric == "cosine":
-                batch = normalise_rows(batch)
+            batch, metas = prepare_upsert(col.info, ids, vectors, metadatas)
             all_ids = list(col.ids)
             all_metas = list(col.metadatas)
             rows = np.empty(len(ids), dtype=np.int64)
@@ -360,9 +351,7 @@ class ExactVectorIndex(VectorIndex):
     ) -> list[list[Hit]]:
         n = validate_n(n)
         col = self._get(name)
-        queries = as_matrix(vectors, col.info.dim, "query vectors")
-        if col.info.metric == "cosine":
-            queries = normalise_rows(queries)
+        queries = prepare_queries(col.info, vectors)
         mask = self._mask(col, where, exclude_ids)
         candidates: np.ndarray | None = None  # row numbers when only a subset is scored
         allowed = len(col.ids) if mask is None else int(np.count_nonzero(mask))

@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from hybrec.api.app import add_error_statuses
 from hybrec.api.deps import require_api_key
 from hybrec.chat.engine import ChatEngine
 from hybrec.chat.memory import UnknownSession
@@ -116,6 +117,8 @@ def setup(app: FastAPI, settings: Settings) -> None:
     """Called by ``create_app``: the engine is built lazily on first use (or injected as ``app.state.chat_engine``)."""
     if not hasattr(app.state, "chat_engine"):
         app.state.chat_engine = None
+    # An unknown session is the client's 404; a product index not built yet is a 503 naming the command to run.
+    add_error_statuses(app, {UnknownSession: 404, CollectionNotFound: 503})
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
@@ -157,35 +160,17 @@ def _response(turn: ChatTurn) -> ChatResponse:
     )
 
 
-def _run_turn(engine: ChatEngine, user_id: str, message: str, session_id: str | None) -> ChatTurn:
-    try:
-        return engine.turn(user_id, message, session_id)
-    except UnknownSession as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except CollectionNotFound as exc:
-        raise HTTPException(503, str(exc)) from exc
-
-
 @router.post("/v1/chat", response_model=ChatResponse)
 async def chat(body: ChatRequest, engine: EngineDep) -> ChatResponse:
     """One turn of the conversation."""
-    turn = await run_in_threadpool(_run_turn, engine, body.user_id, body.message, body.session_id)
+    turn = await run_in_threadpool(engine.turn, body.user_id, body.message, body.session_id)
     return _response(turn)
 
 
 @router.post("/v1/chat/stream")
 async def chat_stream(body: ChatRequest, engine: EngineDep) -> StreamingResponse:
     """One turn as server-sent events: ``items``, then ``token`` events, then ``done`` (the full turn)."""
-
-    def start() -> Iterator[tuple[str, Any]]:
-        try:
-            return engine.stream_turn(body.user_id, body.message, body.session_id)
-        except UnknownSession as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except CollectionNotFound as exc:
-            raise HTTPException(503, str(exc)) from exc
-
-    events = await run_in_threadpool(start)
+    events = await run_in_threadpool(engine.stream_turn, body.user_id, body.message, body.session_id)
 
     def encode() -> Iterator[str]:
         for name, payload in events:
@@ -226,5 +211,5 @@ async def chat_history(
 @router.post("/get_reco", response_model=SeedResponse)
 async def get_reco(body: SeedRequest, engine: EngineDep) -> SeedResponse:
     """The seed's chat endpoint: a new session per call, the reply text only."""
-    turn = await run_in_threadpool(_run_turn, engine, body.user_id, body.text, None)
+    turn = await run_in_threadpool(engine.turn, body.user_id, body.text, None)
     return SeedResponse(user_id=body.user_id, response=turn.reply)

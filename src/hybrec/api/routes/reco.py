@@ -83,18 +83,7 @@ FiltersDep = Annotated[Filter, Depends(item_filters)]
 
 
 def _items(items: list[ScoredItem]) -> list[RecommendedItem]:
-    return [
-        RecommendedItem(
-            item_id=i.item_id,
-            score=i.score,
-            name=i.name,
-            brand=i.brand,
-            category=i.category,
-            price=i.price,
-            avg_rating=i.avg_rating,
-        )
-        for i in items
-    ]
+    return [RecommendedItem.model_validate(i, from_attributes=True) for i in items]
 
 
 @router.get("/v1/users//recommendations", include_in_schema=False)
@@ -161,20 +150,7 @@ InteractionsBody = Annotated[
 def post_interactions(body: Annotated[InteractionsBody, Body()], recommender: RecommenderDep) -> InteractionsResponse:
     """Store events durably (all or nothing), then fold each user's vector in against the live item factors."""
     events = body.interactions if isinstance(body, InteractionBatch) else [body]
-    outcome = recommender.record_interactions(
-        [
-            InteractionEvent(
-                user_id=e.user_id,
-                item_id=e.item_id,
-                kind=e.kind,
-                rating=e.rating,
-                weight=e.weight,
-                ts=e.ts,
-                idempotency_key=e.idempotency_key,
-            )
-            for e in events
-        ]
-    )
+    outcome = recommender.record_interactions([InteractionEvent(**e.model_dump()) for e in events])
     return InteractionsResponse(
         stored=outcome.stored,
         duplicates=outcome.duplicates,
