@@ -9,8 +9,9 @@ Builds a store (SQLite) with ``--items`` items and ``--users`` users (``--per-us
 publishes it through the real publish path (:func:`hybrec.training.publish.publish_version`): once into the exact
 in-process index, once into a Chroma server started here. For each backend it starts ``hybrec serve reco`` (uvicorn,
 one process) and drives it from a separate load process on loopback (httpx async, closed loop, ``--concurrency``
-requests in flight) with ``GET /v1/users/{random user}/recommendations?n=10``, then the trivial ``GET /health`` of the
-same server as the ceiling. Prints one JSON object per backend (``--json``: a JSON list)::
+requests in flight; ``wrk`` instead when installed, see ``--load-generator``) with
+``GET /v1/users/{random user}/recommendations?n=10``, then the trivial ``GET /health`` of the same server as the
+ceiling. Prints one JSON object per backend (``--json``: a JSON list)::
 
     {"backend", "rps", "p50_ms", "p99_ms", "ceiling_rps", "ceiling_p50_ms", "ceiling_p99_ms", "errors", ...}
 
@@ -24,6 +25,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,6 +85,58 @@ async def _drive(
         "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
         "errors": errors,
         "requests": len(latencies),
+    }
+
+
+_WRK_SCRIPT = """
+math.randomseed(%(seed)d)
+local prefix, suffix, n_ids = %(prefix)s, %(suffix)s, %(n_ids)d
+request = function()
+  local path = prefix
+  if n_ids > 1 or suffix ~= "" then path = prefix .. math.random(0, n_ids - 1) .. suffix end
+  return wrk.format("GET", path)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local fmt = 'WRK_JSON {"requests": %%d, "duration_us": %%d, "errors": %%d, "p50_us": %%f, "p99_us": %%f}\\n'
+  io.write(string.format(fmt,
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def load_wrk(
+    base_url: str, template: str, n_ids: int, duration: float, concurrency: int, warmup: float = 2.0
+) -> dict[str, Any]:
+    """Drive the server with ``wrk`` (C, one thread, ``concurrency`` connections): a load generator that is not
+    itself the ceiling, unlike a Python client on a 2-core machine. Same result keys as :func:`load`."""
+    prefix, _, suffix = template.partition("{}")
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            _WRK_SCRIPT % {"seed": 0, "prefix": json.dumps(prefix), "suffix": json.dumps(suffix), "n_ids": n_ids}
+        )
+    try:
+        common = [wrk, "-t1", f"-c{concurrency}", "-s", script.name, "--timeout", "30s"]
+        if warmup > 0:
+            subprocess.run([*common, f"-d{max(1, round(warmup))}s", base_url], capture_output=True, check=True)
+        out = subprocess.run(
+            [*common, f"-d{max(1, round(duration))}s", base_url], capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        Path(script.name).unlink(missing_ok=True)
+    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    ok = raw["requests"] - raw["errors"]
+    return {
+        "rps": ok / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000 if ok else None,
+        "p99_ms": raw["p99_us"] / 1000 if ok else None,
+        "errors": raw["errors"],
+        "requests": ok,
     }
 
 
@@ -215,9 +269,10 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
             if time.monotonic() > deadline:
                 raise RuntimeError("server never became ready")
             time.sleep(0.5)
-        reco = load(base, "/v1/users/u{}/recommendations?n=10", n_users, args.duration, args.concurrency)
+        drive = load_wrk if args.load_generator == "wrk" else load
+        reco = drive(base, "/v1/users/u{}/recommendations?n=10", n_users, args.duration, args.concurrency)
         server_side = server_means(httpx.get(f"{base}/metrics", timeout=30).text)
-        ceiling = load(base, "/health", 1, args.duration, args.concurrency)
+        ceiling = drive(base, "/health", 1, args.duration, args.concurrency)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -231,6 +286,8 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
         "ceiling_p99_ms": round(ceiling["p99_ms"], 2) if ceiling["p99_ms"] is not None else None,
         "share_of_ceiling": round(reco["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None,
         "errors": reco["errors"] + ceiling["errors"],
+        "load_generator": args.load_generator,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
         "server_mean_ms": server_side,
     }
 
@@ -269,8 +326,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="Requests in flight.")
     parser.add_argument("--backends", default="exact,chroma")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--load-generator",
+        choices=("auto", "wrk", "httpx"),
+        default="auto",
+        help="wrk when installed (auto), else the Python httpx client; the httpx client may itself be the ceiling.",
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_generator == "auto":
+        args.load_generator = "wrk" if shutil.which("wrk") else "httpx"
     if args.load:  # the load-generator process
         spec = json.loads(args.load)
         print(json.dumps(asyncio.run(_drive(**spec))))

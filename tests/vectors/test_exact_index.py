@@ -70,6 +70,19 @@ def test_selective_filter_scores_only_matching_rows(tmp_path: Path) -> None:
     assert [h.score for h in hits] == pytest.approx(sorted((vectors[rare] @ query).tolist(), reverse=True), rel=1e-5)
 
 
+def test_exclusion_without_filter_never_returns_excluded_rows(tmp_path: Path) -> None:
+    index = ExactVectorIndex()
+    vectors = _fill(index, "products", rows=50)
+    kept = ["i7", "i31"]
+    excluded = {f"i{k}" for k in range(50)} - set(kept) | {"not-an-item"}
+    for hits in index.query("products", vectors[:3], 10, exclude_ids=excluded):  # n larger than what is left
+        assert sorted(h.id for h in hits) == sorted(kept)
+    hits = index.query("products", vectors[5], 3, exclude_ids={"i5"})[0]
+    scores = vectors @ vectors[5]
+    scores[5] = -np.inf
+    assert [h.id for h in hits] == [f"i{k}" for k in np.argsort(-scores)[:3]]
+
+
 def test_concurrent_queries_agree_with_a_single_query(tmp_path: Path) -> None:
     index = ExactVectorIndex(tmp_path)
     vectors = _fill(index, "products", rows=2000)

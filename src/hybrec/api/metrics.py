@@ -8,6 +8,7 @@ collide on metric names. Training runs in another process in production, so its 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -59,15 +60,34 @@ class Metrics:
             "hybrec_active_model_version", "Model version this server answers with (0 = none).", registry=self.registry
         )
 
+        # Labelled children by label values: ``labels()`` validates and locks on every call, several times a request.
+        self._stage_children: dict[str, Any] = {}
+        self._source_children: dict[str, Any] = {}
+        self._request_children: dict[tuple[str, str, str], Any] = {}
+
     # --- Telemetry protocol ------------------------------------------------------------------------------------
     def observe_stage(self, stage: str, seconds: float) -> None:
-        self.stage_latency.labels(stage).observe(seconds)
+        child = self._stage_children.get(stage)
+        if child is None:
+            child = self._stage_children[stage] = self.stage_latency.labels(stage)
+        child.observe(seconds)
 
     def user_vector(self, source: str) -> None:
-        self.user_vectors.labels(source).inc()
+        child = self._source_children.get(source)
+        if child is None:
+            child = self._source_children[source] = self.user_vectors.labels(source)
+        child.inc()
 
     def fallback(self, reason: str) -> None:
         self.fallbacks.labels(reason).inc()
+
+    def observe_request(self, endpoint: str, method: str, status: str, seconds: float) -> None:
+        """One HTTP request's latency under its route template, method and status code."""
+        key = (endpoint, method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.request_latency.labels(*key)
+        child.observe(seconds)
 
     # --- exposition ---------------------------------------------------------------------------------------------
     def render(self) -> Response:
@@ -79,7 +99,7 @@ class Metrics:
         A plain ASGI wrapper rather than Starlette's ``BaseHTTPMiddleware``, which costs a task and a stream copy
         per request — a visible share of a millisecond-scale endpoint.
         """
-        histogram = self.request_latency
+        observe = self.observe_request
 
         async def timed_app(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != "http":
@@ -97,7 +117,7 @@ class Metrics:
             try:
                 await app(scope, receive, capture)
             finally:
-                histogram.labels(_endpoint(scope), scope["method"], str(status)).observe(time.perf_counter() - start)
+                observe(_endpoint(scope), scope["method"], str(status), time.perf_counter() - start)
 
         return timed_app
 

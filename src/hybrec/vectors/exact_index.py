@@ -341,6 +341,13 @@ class ExactVectorIndex(VectorIndex):
                 mask[rows] = False
         return mask
 
+    @staticmethod
+    def _excluded_rows(col: _Collection, exclude_ids: set[str] | frozenset[str] | None) -> list[int]:
+        """Distinct row numbers of the ``exclude_ids`` this collection holds (unknown ids are ignored)."""
+        if not exclude_ids:
+            return []
+        return sorted({col.row_of[i] for i in exclude_ids if i in col.row_of})
+
     def query(
         self,
         name: str,
@@ -352,9 +359,16 @@ class ExactVectorIndex(VectorIndex):
         n = validate_n(n)
         col = self._get(name)
         queries = prepare_queries(col.info, vectors)
-        mask = self._mask(col, where, exclude_ids)
+        mask = self._mask(col, where, None)
+        # Without filters, a few excluded rows (the user's seen items) are knocked out of the scores directly, which
+        # spares building and applying a full-length mask on every request.
+        excluded = self._excluded_rows(col, exclude_ids)
+        if mask is not None and excluded:
+            mask = mask.copy()
+            mask[excluded] = False
+            excluded = []
         candidates: np.ndarray | None = None  # row numbers when only a subset is scored
-        allowed = len(col.ids) if mask is None else int(np.count_nonzero(mask))
+        allowed = len(col.ids) - len(excluded) if mask is None else int(np.count_nonzero(mask))
         k = min(n, allowed)
         if k == 0:
             return [[] for _ in range(queries.shape[0])]
@@ -365,6 +379,8 @@ class ExactVectorIndex(VectorIndex):
             scores = _scores(queries, col.vectors)
             if mask is not None:
                 scores = np.where(mask, scores, np.float32(-np.inf))  # 10x faster than boolean-index assignment
+            elif excluded:
+                scores[:, excluded] = -np.inf  # a fresh array of this call's own
         results: list[list[Hit]] = []
         for row_scores in scores:
             # 1-D topk runs on one thread; from_numpy shares memory (no copy).
