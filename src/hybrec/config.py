@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     reranker_model: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-6-v2", description="CrossEncoder model name or local path."
     )
+    reranker_max_length: int = Field(64, ge=8, le=512, description="Cross-encoder query + text length, word pieces.")
+    reranker_quantize: bool = Field(
+        True, description="int8 dynamic quantization of the cross-encoder's Linear layers when it runs on CPU."
+    )
+    reranker_batch_size: int = Field(16, ge=1, description="Pairs per cross-encoder pass (length-sorted batches).")
+    reranker_threads: int = Field(1, ge=1, description="torch threads for the rerank; 1 is fastest on a busy 2-core.")
+    rerank_candidates: int = Field(50, ge=1, description="Products retrieved per side and reranked per query.")
     personalisation_weight: float = Field(0.3, ge=0, le=1, description="Share of the ALS score in chat ranking.")
 
     # --- data ----------------------------------------------------------------------------------------------------

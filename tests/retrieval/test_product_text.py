@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from hybrec.data.records import ItemRecord
-from hybrec.retrieval.product_text import CatalogItem, clean_text, content_hash, product_text
+from hybrec.retrieval.product_text import CatalogItem, clean_text, content_hash, product_text, rerank_text
 
 
 def _item(**changes: object) -> ItemRecord:
@@ -71,3 +71,11 @@ def test_hash_is_stable_and_changes_with_every_stored_field() -> None:
     assert content_hash(_item(), model="other-model") != base
     # Fields outside the index entry do not matter.
     assert content_hash(_item(attributes={"colour": "green"})) == base
+
+
+def test_rerank_text_is_the_leading_name_brand_category_of_the_product_text() -> None:
+    item = _item()
+    short = rerank_text(item.name, item.brand, item.category)
+    assert short == "Starbucks Gift Card. Brand: Starbucks. Category: Gift Cards."
+    assert product_text(item).startswith(short)
+    assert rerank_text(" <b>Gift   Box</b> ", None, "  ") == "Gift Box."

@@ -14,6 +14,7 @@ from retrieval_catalogs import BACKENDS, gift_cards, open_vector_index, tool_sho
 
 from hybrec.retrieval.catalog_index import CatalogIndex
 from hybrec.retrieval.embedder import TextEmbedder
+from hybrec.retrieval.product_text import rerank_text
 from hybrec.retrieval.reranker import Reranker, load_reranker
 from hybrec.retrieval.search import ProductSearch, ScoredProduct
 from hybrec.vectors.base import CollectionNotFound, VectorIndex
@@ -168,9 +169,21 @@ def test_cross_encoder_orders_the_candidates(
     assert set(ids(products)) == {"T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"}
     rerank = [p.rerank for p in products]
     assert None not in rerank and rerank == sorted(rerank, reverse=True)  # type: ignore[type-var]
-    # The scores are the cross-encoder's own on the stored product texts.
-    texts = [index.get_metadata(name, [p.item_id])[p.item_id]["text"] for p in products]
+    # The scores are the cross-encoder's own on the short name + brand + category texts.
+    metas = [index.get_metadata(name, [p.item_id])[p.item_id] for p in products]
+    texts = [rerank_text(m["name"], m.get("brand"), m.get("category")) for m in metas]
+    assert all(len(t) < len(m["text"]) for t, m in zip(texts, metas, strict=True))
     np.testing.assert_allclose(tiny_reranker.score("cordless drill", texts), rerank, rtol=1e-5)
+
+
+def test_cross_encoder_can_read_the_full_product_text(
+    shop_index: tuple[VectorIndex, str], embedder: TextEmbedder, tiny_reranker: Reranker
+) -> None:
+    index, name = shop_index
+    search = ProductSearch(index, embedder, tiny_reranker, collection=name, candidates=10, rerank_full_text=True)
+    products = search.search("cordless drill", Filter(category="Power Tools"), n=10)
+    texts = [index.get_metadata(name, [p.item_id])[p.item_id]["text"] for p in products]
+    np.testing.assert_allclose(tiny_reranker.score("cordless drill", texts), [p.rerank for p in products], rtol=1e-5)
 
 
 # --- personalisation ---------------------------------------------------------------------------------------------

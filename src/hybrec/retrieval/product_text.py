@@ -78,6 +78,28 @@ def product_text(item: CatalogItem) -> str:
     return " ".join(part if part.endswith((".", "!", "?")) else part + "." for part in parts)
 
 
+def rerank_text(name: str | None, brand: str | None = None, category: str | None = None) -> str:
+    """The short text the cross-encoder reads for a product: name, brand and category, as they lead
+    :func:`product_text`.
+
+    A few dozen word pieces instead of the ~100 of the full text: the rerank's cost is proportional to the tokens
+    it reads, and the identifying fields are the ones a shopping query names.
+
+    Examples
+    --------
+    >>> rerank_text("Cordless Drill DCD771C2", "DEWALT", "Tools")
+    'Cordless Drill DCD771C2. Brand: DEWALT. Category: Tools.'
+    """
+    parts = [clean_text(name)]
+    brand_text = clean_text(brand)
+    if brand_text:
+        parts.append(f"Brand: {brand_text}")
+    category_text = clean_text(category)
+    if category_text:
+        parts.append(f"Category: {category_text}")
+    return " ".join(part if part.endswith((".", "!", "?")) else part + "." for part in parts if part)
+
+
 def content_hash(item: CatalogItem, text: str | None = None, *, model: str = "") -> str:
     """A SHA-256 over everything the product index stores for ``item``: its text and its filterable metadata.
 
