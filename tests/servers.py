@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -101,3 +103,46 @@ def running_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@dataclass(frozen=True)
+class LlamaServer:
+    """A running ``python -m llama_cpp.server``: its ``/v1`` URL, the model alias it serves and its process."""
+
+    url: str
+    model: str
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def llama_cpp_server(
+    gguf: Path, log_path: Path, *, n_ctx: int = 2048, model_alias: str = "qwen-test", timeout_s: float = 180.0
+) -> Iterator[LlamaServer]:
+    """Serve ``gguf`` with llama-cpp-python's OpenAI-compatible server on loopback (one thread; stopped on exit).
+
+    Skips the test when llama-cpp-python is not importable (an optional extra that compiles from source)."""
+    pytest.importorskip("llama_cpp")
+    port = find_free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_threads",
+        "1",
+        "--n_threads_batch",
+        "1",
+        "--n_ctx",
+        str(n_ctx),
+        "--model_alias",
+        model_alias,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    url = f"http://127.0.0.1:{port}/v1"
+    with running_server(cmd, url + "/models", log_path, what="llama_cpp.server", timeout_s=timeout_s, env=env) as proc:
+        yield LlamaServer(url, model_alias, proc)

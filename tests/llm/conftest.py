@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 from llm_testing import FILTER_SYSTEM_PROMPT, ScriptedServer, ShoppingFilter, require_llama_cpp
 
 from hybrec.llm.weights import WeightsError, ensure_weights
-from servers import find_free_port, running_server
+from servers import llama_cpp_server
 
 TEST_PROFILE = "qwen2.5-0.5b"
 
@@ -43,31 +41,9 @@ def gguf_05b(llm_var_dir: Path) -> Path:
 def llama_server(gguf_05b: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``python -m llama_cpp.server`` on loopback serving the 0.5B model; yields its ``/v1`` URL."""
     require_llama_cpp()
-    port = find_free_port()
     log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf_05b),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_threads",
-        "1",
-        "--n_threads_batch",
-        "1",
-        "--n_ctx",
-        "2048",
-        "--model_alias",
-        "qwen-test",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    url = f"http://127.0.0.1:{port}/v1"
-    with running_server(cmd, url + "/models", log_path, what="llama_cpp.server", timeout_s=180, env=env):
-        yield url
+    with llama_cpp_server(gguf_05b, log_path) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
