@@ -56,6 +56,11 @@ def test_the_four_modes_with_the_none_backend(gift_shop) -> None:
     history = engine.store.user_history("modes-user")
     assert [t.mode for t in history] == ["small_talk", "new_search", "more_of_category", "follow_up"]
     assert history[1].item_ids == [i.item_id for i in first.items] and history[1].filters["max_price"] == 30.0
+    # A follow-up narrows what was shown; "more" after it still continues the search, ceiling included.
+    again = engine.turn("modes-user", "show me more", first.session_id)
+    assert again.mode == "more_of_category" and again.items
+    assert _prices_ok(again, 30.0)
+    assert not {i.item_id for i in again.items} & ({i.item_id for i in first.items} | {i.item_id for i in more.items})
 
 
 def test_prompt_injection_and_leak_requests(gift_shop) -> None:

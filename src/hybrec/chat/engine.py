@@ -209,7 +209,8 @@ class ChatEngine:
         plan.timings = timings
         clock = time.perf_counter()
         if understanding.mode in ("new_search", "more_of_category"):
-            self._retrieve(plan, user_id.strip(), last.filters if last else {})
+            search = context.last_search
+            self._retrieve(plan, user_id.strip(), search.filters if search else {})
         elif understanding.mode == "follow_up" and last is not None:
             self._follow_up(plan, last.item_ids)
         timings["retrieval"] = _ms(clock)

@@ -76,6 +76,12 @@ class SessionContext:
         return next((t for t in reversed(self.turns) if t.item_ids), None)
 
     @property
+    def last_search(self) -> StoredTurn | None:
+        """The latest turn that ran a search; its constraints are what "more of the same" continues (a follow-up
+        only narrows the products already shown, so it never replaces them)."""
+        return next((t for t in reversed(self.turns) if t.mode in ("new_search", "more_of_category")), None)
+
+    @property
     def shown_ids(self) -> set[str]:
         return {i for t in self.turns for i in t.item_ids}
 
