@@ -210,10 +210,7 @@ class Recommender:
         state = self._current()
         degraded: list[str] = []
         with timed(self.telemetry, "store_read"):
-            try:
-                events = queries.user_interactions_by_url(self.settings.database_url, user_id)
-            except (OperationalError, InterfaceError) as exc:
-                raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
+            events = self._stored_events(user_id)
         seen = {e.item_id for e in events} if exclude_seen else set()
         vector, strategy = self._user_vector(state, user_id, events, degraded)
         if vector is None:
@@ -228,29 +225,32 @@ class Recommender:
         Items the active model lacks are left out; a user with no usable interactions gets ``{}`` and
         ``cold_start_popular``. The user vector comes from the same sources, in the same order, as :meth:`recommend`.
         """
-        vector, strategy = self._vector_for(user_id)
-        return ({} if vector is None else self.score_items(vector, item_ids)), strategy
+        state = self._current()
+        vector, strategy = self._user_vector(state, user_id, self._stored_events(user_id), [])
+        return ({} if vector is None else self._scores(state, vector, item_ids)), strategy
 
     def user_vector(self, user_id: str) -> np.ndarray | None:
         """The user's ALS vector (cache → trained → fold-in from the store), or None for a user with no history."""
-        return self._vector_for(user_id)[0]
+        return self._user_vector(self._current(), user_id, self._stored_events(user_id), [])[0]
 
     def score_items(self, vector: np.ndarray, item_ids: Sequence[str]) -> dict[str, float]:
         """Dot products of ``vector`` with the active model's factors of ``item_ids``; unknown ids are left out."""
-        state = self._current()
+        return self._scores(self._current(), vector, item_ids)
+
+    @staticmethod
+    def _scores(state: ServingState, vector: np.ndarray, item_ids: Sequence[str]) -> dict[str, float]:
+        # One state for the vector and the factors, so a reload between the two cannot mix model versions.
         known = [(item, state.item_pos[item]) for item in dict.fromkeys(item_ids) if item in state.item_pos]
         if not known:
             return {}
         scores = state.item_factors[[row for _, row in known]] @ vector
         return {item: float(score) for (item, _), score in zip(known, scores, strict=True)}
 
-    def _vector_for(self, user_id: str) -> tuple[np.ndarray | None, Strategy]:
-        state = self._current()
+    def _stored_events(self, user_id: str) -> list[queries.UserInteraction]:
         try:
-            events = queries.user_interactions_by_url(self.settings.database_url, user_id)
+            return queries.user_interactions_by_url(self.settings.database_url, user_id)
         except (OperationalError, InterfaceError) as exc:
             raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
-        return self._user_vector(state, user_id, events, [])
 
     def similar_items(self, item_id: str, n: int, where: Filter | None = None) -> Recommendations:
         """Items whose factors have the largest inner product with ``item_id``'s (the item itself excluded)."""
