@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hybrec.api.app import add_error_statuses
 from hybrec.api.deps import require_api_key
@@ -120,15 +121,27 @@ def setup(app: FastAPI, settings: Settings) -> None:
     # An unknown session is the client's 404; a product index not built yet is a 503 naming the command to run.
     add_error_statuses(app, {UnknownSession: 404, CollectionNotFound: 503})
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length", "")
-        too_big = length.isdigit() and int(length) > MAX_BODY_BYTES
-        if too_big and request.url.path.startswith(("/v1/chat", "/get_reco")):
-            from fastapi.responses import JSONResponse
+    app.add_middleware(_ChatBodyLimit)
 
-            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+
+class _ChatBodyLimit:
+    """413 for chat request bodies over :data:`MAX_BODY_BYTES`, judged on Content-Length before anything is read.
+
+    Plain ASGI rather than ``@app.middleware("http")``: in ``hybrec serve`` every recommendation request passes
+    through here too, and Starlette's BaseHTTPMiddleware costs each of them a task and a response copy.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(("/v1/chat", "/get_reco")):
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
 
 
 def get_engine(request: Request) -> ChatEngine:
