@@ -116,15 +116,9 @@ def up(
 
 
 def _index_catalog(settings: Settings) -> None:
-    from hybrec.retrieval.catalog_index import CatalogIndex
-    from hybrec.retrieval.embedder import get_embedder
-    from hybrec.vectors import make_vector_index
+    from hybrec.cli.index import sync_catalog
 
-    index = make_vector_index(settings)
-    try:
-        report = CatalogIndex(index, get_embedder(settings)).sync_from_store(settings.database_url)
-    finally:
-        index.close()
+    report = sync_catalog(settings)
     typer.echo(
         f"      {report.total:,} products ({report.added:,} added, {report.updated:,} updated, "
         f"{report.unchanged:,} unchanged) in {report.seconds:.1f}s"
