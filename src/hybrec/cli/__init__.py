@@ -29,16 +29,5 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to `app`; each module is optional while the product grows.
-    import importlib
-
-    for name in ("db", "ingest", "als", "train", "serve", "index", "chat", "up"):
-        try:
-            importlib.import_module(f"hybrec.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"hybrec.cli.{name}":
-                raise
-
-
-_register()
+# Each module adds its commands to `app` when imported (at the end: they import `app` from here).
+from hybrec.cli import als, chat, db, index, ingest, serve, train, up  # noqa: E402, F401
