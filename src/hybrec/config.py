@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     train_interval_minutes: float = Field(30.0, gt=0, description="How often the trainer retrains ALS.")
     als_params_path: Path = Field(Path("params/als_params.json"), description="Tuned ALS hyperparameters.")
     als_device: str = Field("cpu", description="torch device for ALS training: cpu or cuda.")
+    als_backend: Literal["torch", "spark"] = Field(
+        "torch", description="torch (hybrec's ALS, one machine) or spark (Spark MLlib ALS, data beyond one machine)."
+    )
+    spark_master: str = Field(
+        "local[2]", description="Spark master for als_backend=spark: local[N] or spark://host:7077."
+    )
     publish_ndcg_margin: float = Field(
         0.01, ge=0, description="A new model is not published if its NDCG@10 is below the live one's by more."
     )
@@ -76,7 +82,15 @@ class Settings(BaseSettings):
     dataset: str | None = Field(None, description="Dataset `make run` ingests; unset = the synthetic demo shop.")
 
     # --- API -----------------------------------------------------------------------------------------------------
-    api_keys: list[str] = Field(default_factory=list, description="Accepted X-API-Key values; empty = open.")
+    api_keys: list[str] = Field(
+        default_factory=list, description="Accepted X-API-Key values; empty = open. Required on writes and admin."
+    )
+    api_keys_on_reads: bool = Field(False, description="Also require an API key on read endpoints (when keys are set).")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty = same-origin.")
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="Requests per minute per API key (per client address without one); 0 = unlimited."
+    )
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="Largest request body accepted (413 above).")
     max_recommendations: int = Field(100, ge=1, description="Largest n a recommendation request may ask for.")
 
 

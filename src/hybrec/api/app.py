@@ -81,7 +81,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if "reco" in components and app.state.recommender is None:
+        # The chat engine alone (production's chat service) still personalises: it reads the live model's vectors
+        # from the shared stores through a recommender of its own, as the reco service does.
+        if ("reco" in components or "chat" in components) and app.state.recommender is None:
             app.state.recommender = Recommender(settings, telemetry=metrics)
         if app.state.recommender is not None:
             app.state.recommender.refresh(force=True)

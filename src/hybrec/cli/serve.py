@@ -1,4 +1,5 @@
-"""``hybrec serve`` (everything in one process: embedded mode) and ``hybrec serve reco`` (the reco API alone)."""
+"""``hybrec serve`` (everything in one process: embedded mode), ``hybrec serve reco`` and ``hybrec serve chat`` (one
+engine per process: production)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ PortOption = typer.Option(8000, "--port", min=1, max=65535, help="TCP port.")
 
 
 def all_components() -> tuple[str, ...]:
-    """Every engine installed in this package: reco and its trainer, plus chat when its routes exist."""
+    """Every engine installed in this package: reco and its trainer, plus chat and the web page when they exist."""
     components = ["reco", "trainer"]
-    if importlib.util.find_spec("hybrec.api.routes.chat") is not None:
-        components.append("chat")
+    for optional in ("chat", "web"):
+        if importlib.util.find_spec(f"hybrec.api.routes.{optional}") is not None:
+            components.append(optional)
     return tuple(components)
 
 
@@ -50,3 +52,9 @@ def serve(
 def serve_reco(host: str = HostOption, port: int = PortOption, database_url: str | None = DatabaseUrlOption) -> None:
     """The collaborative engine's API alone (production: one service per engine, trainer as its own process)."""
     run_server(settings_with(database_url), ("reco",), host, port)
+
+
+@serve_app.command("chat")
+def serve_chat(host: str = HostOption, port: int = PortOption, database_url: str | None = DatabaseUrlOption) -> None:
+    """The shopping assistant's API alone, personalised by the live model read from the shared stores."""
+    run_server(settings_with(database_url), ("chat",), host, port)
