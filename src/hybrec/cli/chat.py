@@ -65,25 +65,6 @@ def chat_command(
     typer.echo(f"\n[session {turn.session_id} | mode {turn.mode} | filters {json.dumps(turn.filters)}]", err=True)
 
 
-def _register_serve_chat() -> None:
-    """Add ``hybrec serve chat`` to the ``serve`` group of :mod:`hybrec.cli.serve` (which owns the server loop)."""
-    try:
-        from hybrec.cli.serve import HostOption, PortOption, run_server, serve_app
-    except ImportError as exc:  # never break the whole CLI over one sub-command
-        log.warning("`hybrec serve chat` is unavailable: %s", exc)
-        return
-
-    @serve_app.command("chat")
-    def serve_chat(
-        host: str = HostOption, port: int = PortOption, database_url: str | None = DatabaseUrlOption
-    ) -> None:
-        """The chat API alone (POST /v1/chat, /v1/chat/stream, /get_reco; GET /v1/users/{id}/chat-history)."""
-        run_server(settings_with(database_url), ("chat",), host, port)
-
-
-_register_serve_chat()
-
-
 @app.command("evaluate-chat")
 def evaluate_chat_command(
     llm: str | None = LLMChoice,
