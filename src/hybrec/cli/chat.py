@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Annotated
 
 import typer
 
 from hybrec.cli import app
 from hybrec.cli.options import DatabaseUrlOption, settings_with
-
-log = logging.getLogger(__name__)
 
 LLMChoice = typer.Option(
     None, "--llm", help="none (rules and templates) or embedded (llama.cpp); default: HYBREC_LLM_BACKEND."
