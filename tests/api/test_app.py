@@ -66,7 +66,7 @@ def test_unknown_component_is_a_clear_error(tmp_path: Path, name: str) -> None:
 
 
 def test_api_keys_guard_the_reco_routes(trained: Settings) -> None:
-    settings = trained.model_copy(update={"api_keys": ["s3cret"]})
+    settings = trained.model_copy(update={"api_keys": ["s3cret"], "api_keys_on_reads": True})
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/users/U00001/recommendations").status_code == 401
         ok = client.get("/v1/users/U00001/recommendations", headers={"X-API-Key": "s3cret"})

@@ -19,10 +19,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hybrec.api.metrics import Metrics
 from hybrec.api.routes import admin, health, reco
+from hybrec.api.security import install_security
 from hybrec.config import Settings, get_settings
 from hybrec.recommend.errors import (
     DependencyUnavailable,
@@ -34,6 +36,7 @@ from hybrec.recommend.errors import (
     UnknownModelVersion,
 )
 from hybrec.recommend.service import Recommender
+from hybrec.vectors.base import VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ def create_app(
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app, settings)
+    # Last, so that they run first (outermost), before any middleware a component's setup added.
+    install_security(app, settings, metrics)
     return app
 
 
@@ -150,6 +155,8 @@ SERVICE_ERROR_STATUS: dict[type[Exception], int] = {
     ModelVersionUnusable: 409,
     ModelNotReady: 503,
     DependencyUnavailable: 503,
+    # Redis or Chroma down where no degraded answer exists (e.g. chat's product search): a 503 naming the server.
+    VectorStoreUnavailable: 503,
 }
 
 
@@ -188,8 +195,23 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     add_error_statuses(app, SERVICE_ERROR_STATUS)
 
+    async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The relational store down (refused, restarting, connection lost) under a route with no degraded answer
+        # (chat history, model admin): a 503 with the driver's first line, never its SQL or parameters.
+        original = getattr(exc, "orig", None) or exc
+        lines = str(original).strip().splitlines()
+        return _error(
+            503, f"the relational store is unavailable: {type(original).__name__}: {lines[0][:200] if lines else ''}"
+        )
+
+    for error in (OperationalError, InterfaceError):
+        app.add_exception_handler(error, store_unavailable)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Logged with its traceback here; the client gets no stack trace.
+        # It answers from outside every middleware (Starlette's ServerErrorMiddleware), so it sets nosniff itself.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal server error")
+        response = _error(500, "internal server error")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the settings, the recommender and the metrics of the running app.
+"""FastAPI dependencies: the settings, the recommender and the metrics of the running app, and the API-key checks.
 
 They are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, one thread hop per
 dependency per request (several on the recommendation endpoint), while these only read attributes and never block.
@@ -6,16 +6,35 @@ dependency per request (several on the recommendation endpoint), while these onl
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
 from hybrec.api.metrics import Metrics
 from hybrec.config import Settings
 from hybrec.recommend.service import Recommender
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+#: Longest ``X-API-Key`` accepted; a longer header is refused before any comparison.
+MAX_API_KEY_LENGTH = 256
+
+#: The OpenAPI security scheme of the ``X-API-Key`` header: clients (and Swagger UI's Authorize button) see it.
+API_KEY_SCHEME = "APIKey"
+#: The same header on read endpoints, a scheme of its own only so that the OpenAPI document can tell reads from
+#: writes; :func:`hybrec.api.security.document_api_keys` folds it into :data:`API_KEY_SCHEME`.
+READ_KEY_SCHEME = "APIKeyOnReads"
+_KEY_DESCRIPTION = (
+    "One of the server's HYBREC_API_KEYS. Required on writes and admin endpoints whenever keys are configured; on "
+    "read endpoints only when HYBREC_API_KEYS_ON_READS is true. Health probes, metrics, the docs and the web page "
+    "never need one."
+)
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name=API_KEY_SCHEME, auto_error=False, description=_KEY_DESCRIPTION
+)
+_read_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name=READ_KEY_SCHEME, auto_error=False, description=_KEY_DESCRIPTION
+)
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -35,11 +54,44 @@ async def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
-async def require_api_key(request: Request, api_key: Annotated[str | None, Depends(_api_key_header)] = None) -> None:
-    """Accept any request when ``settings.api_keys`` is empty; otherwise an ``X-API-Key`` header must match one."""
-    keys = request.app.state.settings.api_keys
-    if keys and api_key not in keys:
-        raise HTTPException(status_code=401, detail="missing or invalid X-API-Key")
+def valid_api_key(presented: str | None, keys: list[str]) -> bool:
+    """Whether ``presented`` is one of ``keys``, compared in constant time.
+
+    Every key is compared (no early exit) with :func:`hmac.compare_digest`, so the answer time does not tell an
+    attacker how much of a key they guessed, nor which key matched.
+    """
+    if presented is None or not keys or len(presented) > MAX_API_KEY_LENGTH:
+        return False
+    candidate = presented.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(candidate, key.encode("utf-8", "surrogateescape"))
+    return matched
+
+
+def _check_api_key(request: Request, api_key: str | None) -> None:
+    keys: list[str] = request.app.state.settings.api_keys
+    if not keys:  # no keys configured: an open deployment
+        return
+    if api_key is None:
+        raise HTTPException(
+            status_code=401,
+            detail="missing X-API-Key header: this endpoint requires an API key",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+    if not valid_api_key(api_key, keys):
+        raise HTTPException(status_code=401, detail="invalid X-API-Key", headers={"WWW-Authenticate": "APIKey"})
+
+
+async def require_write_key(request: Request, api_key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
+    """Writes and admin: a valid ``X-API-Key`` whenever ``settings.api_keys`` is non-empty, else 401."""
+    _check_api_key(request, api_key)
+
+
+async def require_read_key(request: Request, api_key: Annotated[str | None, Security(_read_key_header)] = None) -> None:
+    """Reads: a valid ``X-API-Key`` only when ``settings.api_keys_on_reads`` is also set, else 401."""
+    if request.app.state.settings.api_keys_on_reads:
+        _check_api_key(request, api_key)
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
-from hybrec.api.deps import RecommenderDep, SettingsDep, require_api_key
+from hybrec.api.deps import RecommenderDep, SettingsDep, require_write_key
 from hybrec.api.schemas import ModelListResponse, ModelVersionOut, TrainingAccepted
 from hybrec.training.versions import VersionInfo, activate_version, list_versions
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require_api_key)])
+router = APIRouter(tags=["models"], dependencies=[Depends(require_write_key)])  # admin: listing versions too
+
+
+# Version numbers are the store's INTEGER ids: a larger number names no version (a 422, not a database error).
+VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A model version number.")]
 
 
 def _out(info: VersionInfo) -> ModelVersionOut:
@@ -29,7 +34,7 @@ def models(settings: SettingsDep) -> ModelListResponse:
 
 
 @router.post("/v1/models/{version}/activate", response_model=ModelVersionOut)
-def activate(version: int, settings: SettingsDep, recommender: RecommenderDep) -> ModelVersionOut:
+def activate(version: VersionPath, settings: SettingsDep, recommender: RecommenderDep) -> ModelVersionOut:
     """Make a published (or kept N-1) version the active one; servers pick it up on their next reload check."""
     row = activate_version(settings, version)
     recommender.refresh(force=True)

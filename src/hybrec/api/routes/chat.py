@@ -1,14 +1,16 @@
 """Chat endpoints: the shopping assistant over HTTP (plugged into the app as the ``chat`` component).
 
 * ``POST /v1/chat`` ``{user_id, message, session_id?}`` → ``{session_id, reply, mode, filters, items, ...}``;
-* ``POST /v1/chat/stream`` — server-sent events: one ``items`` event, then ``token`` events, then ``done``;
+* ``POST /v1/chat/stream`` — server-sent events: one ``items`` event, then ``token`` events, then ``done`` (or an
+  ``error`` event ``{"detail": "internal server error"}`` when the turn fails mid-stream);
 * ``GET /v1/users/{user_id}/chat-history`` — the user's turns, oldest first (404 for a user the store lacks);
 * ``POST /get_reco`` ``{user_id, text}`` → ``{user_id, response}`` — the seed's endpoint.
 
 An empty or whitespace-only message is a 422. A long message is **truncated** (not rejected): the engine reads the
-first 2000 characters and the reply starts with a notice saying so; bodies over 1 MB are refused with 413 before
-parsing. An unknown ``session_id`` is a 404. When the LLM is down the answer is degraded (rules + template), never a
-5xx; a missing product index is a 503 naming the command that builds it.
+first 2000 characters and the reply starts with a notice saying so; bodies over ``HYBREC_MAX_REQUEST_BYTES`` (1 MB)
+are refused with 413 before parsing (:mod:`hybrec.api.security`, for every endpoint). An unknown ``session_id`` is a
+404. When the LLM is down the answer is degraded (rules + template), never a 5xx; a missing product index is a 503
+naming the command that builds it.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hybrec.api.app import add_error_statuses
-from hybrec.api.deps import require_api_key
+from hybrec.api.deps import require_read_key
 from hybrec.chat.engine import ChatEngine
 from hybrec.chat.memory import UnknownSession
 from hybrec.chat.schemas import ChatTurn, Personaliser
@@ -34,9 +35,9 @@ from hybrec.vectors.base import CollectionNotFound
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["chat"], dependencies=[Depends(require_api_key)])
+# Chat counts as a read (its history is the shopper's own): a key only with HYBREC_API_KEYS_ON_READS.
+router = APIRouter(tags=["chat"], dependencies=[Depends(require_read_key)])
 
-MAX_BODY_BYTES = 1_000_000
 _ID = Field(min_length=1, max_length=255)
 
 
@@ -121,28 +122,6 @@ def setup(app: FastAPI, settings: Settings) -> None:
     # An unknown session is the client's 404; a product index not built yet is a 503 naming the command to run.
     add_error_statuses(app, {UnknownSession: 404, CollectionNotFound: 503})
 
-    app.add_middleware(_ChatBodyLimit)
-
-
-class _ChatBodyLimit:
-    """413 for chat request bodies over :data:`MAX_BODY_BYTES`, judged on Content-Length before anything is read.
-
-    Plain ASGI rather than ``@app.middleware("http")``: in ``hybrec serve`` every recommendation request passes
-    through here too, and Starlette's BaseHTTPMiddleware costs each of them a task and a response copy.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(("/v1/chat", "/get_reco")):
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
-                await response(scope, receive, send)
-                return
-        await self._app(scope, receive, send)
-
 
 def get_engine(request: Request) -> ChatEngine:
     engine: ChatEngine | None = getattr(request.app.state, "chat_engine", None)
@@ -186,9 +165,15 @@ async def chat_stream(body: ChatRequest, engine: EngineDep) -> StreamingResponse
     events = await run_in_threadpool(engine.stream_turn, body.user_id, body.message, body.session_id)
 
     def encode() -> Iterator[str]:
-        for name, payload in events:
-            data = _response(payload).model_dump() if isinstance(payload, ChatTurn) else payload
-            yield f"event: {name}\ndata: {json.dumps(data if name != 'token' else {'text': data})}\n\n"
+        try:
+            for name, payload in events:
+                data = _response(payload).model_dump() if isinstance(payload, ChatTurn) else payload
+                yield f"event: {name}\ndata: {json.dumps(data if name != 'token' else {'text': data})}\n\n"
+        except Exception:
+            # The 200 and the first events are gone: the app's error handler can no longer answer, so the stream
+            # ends with an error event, its cause logged here and never sent.
+            logger.exception("chat stream failed for user %r", body.user_id)
+            yield f"event: error\ndata: {json.dumps({'detail': 'internal server error'})}\n\n"
 
     return StreamingResponse(encode(), media_type="text/event-stream")
 

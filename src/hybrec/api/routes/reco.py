@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Discriminator, Tag
 
-from hybrec.api.deps import RecommenderDep, SettingsDep, require_api_key
+from hybrec.api.deps import RecommenderDep, SettingsDep, require_read_key, require_write_key
 from hybrec.api.schemas import (
     MAX_ID_LENGTH,
     InteractionBatch,
@@ -29,7 +29,8 @@ from hybrec.config import Settings
 from hybrec.recommend.types import InteractionEvent, ScoredItem
 from hybrec.vectors.filters import Filter
 
-router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_api_key)])
+# Reads by default (a key only with HYBREC_API_KEYS_ON_READS); the write below adds the write check.
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_read_key)])
 
 PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="External id.")]
 
@@ -149,7 +150,12 @@ InteractionsBody = Annotated[
 ]
 
 
-@router.post("/v1/interactions", response_model=InteractionsResponse, status_code=201)
+@router.post(
+    "/v1/interactions",
+    response_model=InteractionsResponse,
+    status_code=201,
+    dependencies=[Depends(require_write_key)],
+)
 def post_interactions(body: Annotated[InteractionsBody, Body()], recommender: RecommenderDep) -> InteractionsResponse:
     """Store events durably (all or nothing), then fold each user's vector in against the live item factors."""
     events = body.interactions if isinstance(body, InteractionBatch) else [body]
