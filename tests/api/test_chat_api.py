@@ -32,7 +32,7 @@ def test_chat_acceptance(client: TestClient) -> None:
     assert {"session_id", "reply", "mode", "filters", "items"} <= set(body)
     assert body["mode"] == "new_search" and body["filters"] == {"max_price": 30.0}
     assert body["items"] and all(i["price"] is not None and i["price"] <= 30 for i in body["items"])
-    assert set(body["items"][0]) == {"item_id", "name", "brand", "price", "avg_rating", "score"}
+    assert set(body["items"][0]) == {"item_id", "name", "brand", "price", "avg_rating", "score", "reason"}
     follow = client.post(
         "/v1/chat", json={"user_id": "api-user", "message": "show me more", "session_id": body["session_id"]}
     )

@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from hybrec.chat.grounding import (
     sentence_is_grounded,
 )
 from hybrec.chat.memory import RECENT_TURNS, SUMMARY_AFTER, ChatStore, SessionContext, plain_summary
+from hybrec.chat.reasons import follow_up_reason, search_reasons
 from hybrec.chat.relaxation import satisfies, search_with_relaxation
 from hybrec.chat.rules import CatalogVocabulary
 from hybrec.chat.schemas import ChatItem, ChatTurn, Personaliser, QueryFilters
@@ -73,7 +74,7 @@ class _Plan:
     started: float = 0.0
 
 
-def _item(product: ScoredProduct) -> ChatItem:
+def _item(product: ScoredProduct, reason: str) -> ChatItem:
     return ChatItem(
         product.item_id,
         product.name,
@@ -82,6 +83,7 @@ def _item(product: ScoredProduct) -> ChatItem:
         product.avg_rating,
         round(product.score, 6),
         product.category,
+        reason,
     )
 
 
@@ -241,7 +243,8 @@ class ChatEngine:
             return result.products
 
         found = search_with_relaxation(run, filters)
-        plan.items = [_item(p) for p in found.products]
+        reasons = search_reasons(found.products, found.applied)
+        plan.items = [_item(p, r) for p, r in zip(found.products, reasons, strict=True)]
         plan.applied = found.applied
         plan.relaxed = found.relaxed
         plan.timings.update({f"retrieval_{k}": v for k, v in stage_ms.items()})
@@ -260,8 +263,7 @@ class ChatEngine:
             kept.sort(key=lambda i: -(i.avg_rating or 0.0))
         n = max(len(kept), 1)
         plan.items = [
-            ChatItem(i.item_id, i.name, i.brand, i.price, i.avg_rating, round(1 - k / n, 6), i.category)
-            for k, i in enumerate(kept)
+            replace(i, score=round(1 - k / n, 6), reason=follow_up_reason(i, constraints)) for k, i in enumerate(kept)
         ]
         plan.applied = constraints
 

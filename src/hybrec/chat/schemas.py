@@ -68,6 +68,7 @@ class ChatItem:
     avg_rating: float | None
     score: float
     category: str | None = None
+    reason: str = ""  # why it was chosen, for the shopper (hybrec.chat.reasons); empty when nothing to say
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +78,7 @@ class ChatItem:
             "price": self.price,
             "avg_rating": self.avg_rating,
             "score": self.score,
+            "reason": self.reason,
         }
 
 

@@ -243,3 +243,17 @@ def store_counts(session: Session) -> dict[str, int]:
         "model_versions": ModelVersion,
     }
     return {name: int(session.scalar(select(func.count()).select_from(model)) or 0) for name, model in tables.items()}
+
+
+def most_active_users(session: Session, limit: int = 20) -> list[tuple[str, int]]:
+    """The ``limit`` users with the most stored interactions, as ``(external id, count)``, most active first (ties
+    by id, so the answer is stable); users without interactions are not listed."""
+    count = func.count(Interaction.id).label("n")
+    rows = session.execute(
+        select(User.external_id, count)
+        .join(Interaction, Interaction.user_id == User.id)
+        .group_by(User.id, User.external_id)
+        .order_by(count.desc(), User.external_id)
+        .limit(limit)
+    )
+    return [(external_id, int(n)) for external_id, n in rows]

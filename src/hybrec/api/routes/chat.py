@@ -68,6 +68,7 @@ class ChatItemOut(BaseModel):
     price: float | None
     avg_rating: float | None
     score: float
+    reason: str = Field("", description="Why it was chosen: the constraints it met, relevance vs. the shopper's taste.")
 
 
 class ChatResponse(BaseModel):
