@@ -57,10 +57,12 @@ def merge_users(backend: StagingBackend, counts: LoadCounts, stamp: datetime) ->
     costs far more than an index probe, and on a re-ingest every row would conflict.
     """
     new_only = "WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.external_id = {column})"
+    merged = backend.merge_json("users.attributes", "s.attributes")
     counts.users.updated = backend.execute(
-        f"""UPDATE users SET attributes = {backend.merge_json("users.attributes", "s.attributes")}
+        f"""UPDATE users SET attributes = {merged}
             FROM stage_users s
-            WHERE users.external_id = s.external_id AND s.attributes <> {backend.empty_object}"""
+            WHERE users.external_id = s.external_id AND s.attributes <> {backend.empty_object}
+              AND {backend.json_canonical(merged)} IS DISTINCT FROM {backend.json_canonical("users.attributes")}"""
     )
     counts.users.inserted = backend.execute(
         f"""INSERT INTO users (external_id, attributes, created_at)
@@ -78,35 +80,60 @@ def merge_users(backend: StagingBackend, counts: LoadCounts, stamp: datetime) ->
 
 
 def merge_items(backend: StagingBackend, counts: LoadCounts, stamp: datetime) -> None:
-    """Upsert the staged items: non-null fields overwrite, nulls never erase; placeholders only fill gaps."""
-    counts.items.updated = backend.scalar(
-        "SELECT count(*) FROM stage_items s JOIN items i ON i.external_id = s.external_id WHERE NOT s.placeholder"
-    )
+    """Upsert the staged items: non-null fields overwrite, nulls never erase; placeholders only fill gaps.
+
+    A described item whose merged fields equal the stored ones is left alone (not counted as updated, its
+    ``updated_at`` kept), so that re-ingesting a dataset reports no change and the catalog index has nothing to redo.
+    """
     staged = backend.scalar("SELECT count(*) FROM stage_items")
     existing = backend.scalar("SELECT count(*) FROM stage_items s JOIN items i ON i.external_id = s.external_id")
+    described_new = backend.scalar(
+        "SELECT count(*) FROM stage_items s WHERE NOT s.placeholder "
+        "AND NOT EXISTS (SELECT 1 FROM items i WHERE i.external_id = s.external_id)"
+    )
     counts.items.inserted = staged - existing
+    merged_attributes = backend.merge_json("items.attributes")
+    merged_features = (
+        f"CASE WHEN excluded.features <> {backend.empty_list} THEN excluded.features ELSE items.features END"
+    )
+    changed = " OR ".join(
+        [
+            "excluded.name IS DISTINCT FROM items.name",
+            *(
+                f"COALESCE(excluded.{column}, items.{column}) IS DISTINCT FROM items.{column}"
+                for column in ("category", "brand", "description", "price", "avg_rating")
+            ),
+            "(excluded.avg_rating IS NOT NULL AND excluded.num_ratings IS DISTINCT FROM items.num_ratings)",
+            *(
+                f"{backend.json_canonical(merged)} IS DISTINCT FROM {backend.json_canonical(f'items.{column}')}"
+                for merged, column in ((merged_features, "features"), (merged_attributes, "attributes"))
+            ),
+        ]
+    )
     insert = """INSERT INTO items (external_id, name, category, brand, description, features, price, avg_rating,
                                    num_ratings, attributes, updated_at)
                 SELECT external_id, name, category, brand, description, features, price, avg_rating, num_ratings,
                        attributes, :stamp
                 FROM stage_items"""
-    backend.execute(
+    # The statement's row count is the described items inserted plus those really updated.
+    written = backend.execute(
         f"""{insert} WHERE NOT placeholder
             ON CONFLICT (external_id) DO UPDATE SET
                 name = excluded.name,
                 category = COALESCE(excluded.category, items.category),
                 brand = COALESCE(excluded.brand, items.brand),
                 description = COALESCE(excluded.description, items.description),
-                features = CASE WHEN excluded.features <> {backend.empty_list}
-                                THEN excluded.features ELSE items.features END,
+                features = {merged_features},
                 price = COALESCE(excluded.price, items.price),
                 avg_rating = COALESCE(excluded.avg_rating, items.avg_rating),
                 num_ratings = CASE WHEN excluded.avg_rating IS NOT NULL
                                    THEN excluded.num_ratings ELSE items.num_ratings END,
-                attributes = {backend.merge_json("items.attributes")},
-                updated_at = excluded.updated_at""",
+                attributes = {merged_attributes},
+                updated_at = excluded.updated_at
+            WHERE {changed}""",
         stamp=stamp,
     )
+    counts.items.updated = written - described_new
     # A placeholder (an id the interactions name but no metadata describes) never overwrites a described item.
     backend.execute(f"{insert} WHERE placeholder ON CONFLICT (external_id) DO NOTHING", stamp=stamp)
 

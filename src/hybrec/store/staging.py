@@ -76,6 +76,11 @@ class StagingBackend:
         self.key_collation = 'COLLATE "C"' if self.postgres else ""
         self.empty_list = "'[]'::jsonb" if self.postgres else "'[]'"
 
+    def json_canonical(self, expression: str) -> str:
+        """SQL for ``expression`` as comparable JSON: jsonb compares by value; SQLite's text needs ``json()``
+        (minified), since the ORM writes ``{"a": 1}`` and ``json_patch`` returns ``{"a":1}``."""
+        return expression if self.postgres else f"json({expression})"
+
     def merge_json(self, existing: str, incoming: str = "excluded.attributes") -> str:
         """SQL merging two JSON objects: keys of ``incoming`` overwrite, other keys of ``existing`` stay."""
         if self.postgres:
