@@ -99,3 +99,12 @@ def test_history_and_seed_endpoint(client: TestClient) -> None:
     turns = history.json()["turns"]
     assert len(turns) == 1 and turns[0]["message"] == COFFEE and turns[0]["item_ids"]
     assert client.get("/v1/users/nobody-at-all/chat-history").status_code == 404
+
+
+def test_ready_reports_the_reranker(client: TestClient) -> None:
+    # The fixture's engine ranks without a cross-encoder: /ready says so, and that alone does not make it unready.
+    response = client.get("/ready")
+    body = response.json()
+    assert "reranker" in body["checks"] and body["checks"]["reranker"]["ok"] is True
+    detail = body["checks"]["reranker"]["detail"]
+    assert detail.startswith(("cross-encoder ", "fallback to dense + lexical ranking", "not loaded yet"))

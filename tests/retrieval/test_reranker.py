@@ -55,6 +55,16 @@ def test_missing_weights_fall_back_with_a_warning_and_a_status(
     assert status.state == "fallback" and not status.available
     assert status.reason and "ms-marco-MiniLM-L-6-v2" in status.reason
     assert any("dense + lexical" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+    assert status.describe().startswith("fallback to dense + lexical ranking: ") and status.reason in status.describe()
+
+
+def test_status_says_how_the_cross_encoder_runs(tiny_cross_encoder: Path) -> None:
+    assert load_reranker(str(tiny_cross_encoder), device="cpu", max_length=48, quantize=True) is not None
+    assert (
+        reranker_status().describe() == f"cross-encoder {tiny_cross_encoder} (int8 dynamic quantization, max_length 48)"
+    )
+    assert load_reranker(str(tiny_cross_encoder), device="cpu", max_length=64) is not None
+    assert reranker_status().describe() == f"cross-encoder {tiny_cross_encoder} (fp32, max_length 64)"
 
 
 def test_hub_name_without_cached_weights_falls_back_offline(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,11 +56,26 @@ class RerankerStatus:
         ``fallback``: the weights could not be loaded and search ranks by dense + lexical scores.
     reason : str or None
         Why the reranker is in fallback.
+    quantized : bool
+        Whether its Linear layers run in int8 (CPU).
+    max_length : int or None
+        Word pieces of query + product text it reads.
     """
 
     model: str
     state: RerankerState
     reason: str | None = None
+    quantized: bool = False
+    max_length: int | None = None
+
+    def describe(self) -> str:
+        """One line for ``/ready``: which model ranks, how, or why none does."""
+        if self.state == "ready":
+            precision = "int8 dynamic quantization" if self.quantized else "fp32"
+            return f"cross-encoder {self.model} ({precision}, max_length {self.max_length})"
+        if self.state == "fallback":
+            return f"fallback to dense + lexical ranking: {self.reason}"
+        return "not loaded yet (loads with the first chat request)"
 
     @property
     def available(self) -> bool:
@@ -186,7 +201,7 @@ def load_reranker(
     quantized = quantize and model.device.type == "cpu"
     if quantized:
         model = quantize_linear_int8(model)
-    _status = RerankerStatus(model=name, state="ready")
+    _status = RerankerStatus(model=name, state="ready", quantized=quantized, max_length=max_length)
     logger.info("loaded cross-encoder %s (max_length %s, int8: %s)", name, max_length, quantized)
     return Reranker(model, name, batch_size=batch_size, quantized=quantized)
 

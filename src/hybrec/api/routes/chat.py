@@ -31,6 +31,7 @@ from hybrec.chat.engine import ChatEngine
 from hybrec.chat.memory import UnknownSession
 from hybrec.chat.schemas import ChatTurn, Personaliser
 from hybrec.config import Settings
+from hybrec.retrieval.reranker import reranker_status
 from hybrec.vectors.base import CollectionNotFound
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,13 @@ def setup(app: FastAPI, settings: Settings) -> None:
         app.state.chat_engine = None
     # An unknown session is the client's 404; a product index not built yet is a 503 naming the command to run.
     add_error_statuses(app, {UnknownSession: 404, CollectionNotFound: 503})
+    app.state.readiness_checks = [*getattr(app.state, "readiness_checks", ()), _reranker_check]
+
+
+def _reranker_check() -> dict[str, tuple[bool, str]]:
+    """``/ready``'s line on the reranker: the cross-encoder and its precision, or the fallback and why. A fallback
+    still answers (dense + lexical ranking), so it does not make the service unready."""
+    return {"reranker": (True, reranker_status().describe())}
 
 
 def get_engine(request: Request) -> ChatEngine:
