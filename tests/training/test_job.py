@@ -63,7 +63,7 @@ def test_publish_writes_every_part_and_activates(settings: Settings, backends) -
     assert outcome.metrics["ndcg@10"] > 0 and outcome.duration_s > 0
     row = _rows(settings)[1]
     assert row.is_active and row.status == "published" and row.n_interactions > 0
-    assert row.params == {**DEFAULT_PARAMS, **TEST_ALS_PARAMS}
+    assert row.params == {**DEFAULT_PARAMS, **TEST_ALS_PARAMS, "als_backend": "torch"}
     assert (Path(row.artifact_path) / "artifact.json").exists()
     assert index.count("als_items_v1") == row.n_items
     meta = index.get_metadata("als_items_v1", index.ids("als_items_v1")[:1])

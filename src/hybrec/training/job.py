@@ -7,7 +7,8 @@ One run, under the trainer lock (:mod:`hybrec.training.lock`):
 3. every stored interaction becomes a users × items matrix (:func:`hybrec.data.matrices.from_triples`; a rating
    counts with its rating, other kinds with their weight — :func:`hybrec.data.records.interaction_value`);
 4. ALS (Hu, Koren & Volinsky 2008) is fitted on a per-user 80/20 holdout and scored on the held-out 20% over the
-   full catalog (NDCG@10, Recall@20 ...);
+   full catalog (NDCG@10, Recall@20 ...), with the implementation ``settings.als_backend`` names (torch, or Spark
+   MLlib for data beyond one machine: :mod:`hybrec.training.backend`), recorded in the version's params;
 5. gate: the model is not published when its NDCG@10 is below the live model's by more than
    ``settings.publish_ndcg_margin``;
 6. the model is refitted on all data and published (:mod:`hybrec.training.publish`): artifact, item vectors,
@@ -21,18 +22,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hybrec.als import ImplicitALS
 from hybrec.als.tuning import load_params
 from hybrec.config import Settings
 from hybrec.data.matrices import InteractionMatrix, from_triples
 from hybrec.store import queries
 from hybrec.store.engine import session_scope
 from hybrec.training import versions
+from hybrec.training.backend import als_model_factory, backend_scope
 from hybrec.training.evaluate import holdout_metrics
 from hybrec.training.lock import trainer_lock
 from hybrec.training.publish import FaultHook, publish_version
@@ -106,7 +106,8 @@ def run_training(
             stale = versions.fail_interrupted(settings, index, cache)
             if stale:
                 log.warning("marked interrupted version(s) %s as failed", stale)
-            return _run_locked(settings, cache, index, params, fault, show_progress)
+            with backend_scope(settings):
+                return _run_locked(settings, cache, index, params, fault, show_progress)
     finally:
         if own_cache:
             cache.close()
@@ -131,14 +132,12 @@ def _run_locked(
         versions.update_version(
             settings,
             version,
-            params=als_params,
+            params={**als_params, "als_backend": settings.als_backend},
             n_users=len(data.user_ids),
             n_items=len(data.item_ids),
             n_interactions=int(data.matrix.nnz),
         )
-        make_model: Callable[[], ImplicitALS] = lambda: ImplicitALS(  # noqa: E731
-            **als_params, device=settings.als_device
-        )
+        make_model = als_model_factory(settings, als_params)
         metrics = holdout_metrics(make_model, data, show_progress=show_progress)
         gate_error = _gate(settings, metrics)
         if gate_error is not None:
