@@ -30,4 +30,4 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug 
 
 
 # Each module adds its commands to `app` when imported (at the end: they import `app` from here).
-from hybrec.cli import als, chat, db, index, ingest, serve, train, up  # noqa: E402, F401
+from hybrec.cli import als, chat, db, index, ingest, provision, serve, train, up  # noqa: E402, F401
