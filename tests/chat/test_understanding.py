@@ -18,6 +18,11 @@ VOCAB = CatalogVocabulary.build(["Starbucks", "Amazon"], {"Restaurants": 10, "Gi
         ('{"mode": "more_of_category"}', "more please", ["Starbucks Card"], "more_of_category"),
         ('{"mode": "small_talk"}', "hi, anything under $20?", [], "new_search"),  # a stated constraint
         ('{"mode": "follow_up"}', "is the first one good?", ["Starbucks Card"], "follow_up"),
+        # "show me more" names nothing new: a model's new_search is overruled, unless nothing was shown yet.
+        ('{"mode": "new_search"}', "show me more", ["Starbucks Card"], "more_of_category"),
+        ('{"mode": "new_search"}', "Any others, please?", ["Starbucks Card"], "more_of_category"),
+        ('{"mode": "new_search"}', "show me more", [], "new_search"),
+        ('{"mode": "new_search"}', "show me more headphones", ["Starbucks Card"], "new_search"),
     ],
 )
 def test_the_model_routes_and_the_rules_correct_it(scripted, script, message, shown, mode) -> None:  # type: ignore[no-untyped-def]

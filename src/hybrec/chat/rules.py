@@ -264,6 +264,20 @@ def content_words(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in _COMMON]
 
 
+# Words a bare "more" request may hold besides _MORE's (which are not all in _COMMON): "show me others, please".
+_MORE_REQUEST_WORDS = (
+    "more other others another anything something else similar next different ones options please give see can could "
+    "would"
+)
+_MORE_WORDS = frozenset(_MORE_REQUEST_WORDS.split())
+
+
+def is_bare_more_request(message: str) -> bool:
+    """A request for more of the same that names nothing new ("show me more", "any others?", "something else"):
+    it can only mean continuing the last search, whatever a model reads into it."""
+    return bool(_MORE.search(message)) and not [w for w in content_words(message) if w not in _MORE_WORDS]
+
+
 def route_by_rules(message: str, parsed: QueryFilters, *, has_shown_items: bool) -> str:
     """The turn's mode by rules (see :class:`~hybrec.chat.schemas.RouteDecision` for the modes).
 

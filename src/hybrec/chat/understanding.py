@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hybrec.chat.prompts import NO_ITEMS_SHOWN, UNDERSTAND_PROMPT, understanding_messages
-from hybrec.chat.rules import CatalogVocabulary, parse_message, route_by_rules
+from hybrec.chat.rules import CatalogVocabulary, is_bare_more_request, parse_message, route_by_rules
 from hybrec.chat.schemas import QueryFilters, RouteDecision, TurnReading
 from hybrec.llm import LLM, ChatMessage, LLMError
 from hybrec.llm.rules import RuleBasedLLM
@@ -109,6 +109,10 @@ class Understander:
             extracted = None
         if mode in ("follow_up", "more_of_category") and not has_shown:
             mode = "new_search"
+        elif mode == "new_search" and has_shown and is_bare_more_request(message):
+            # A small model reads "show me more" as a new search now and then (seen with the 0.5B profile); the
+            # message names nothing to search for, so it continues the last search.
+            mode = "more_of_category"
         if mode == "small_talk" and rules.constraints():
             mode = "new_search"
         result.mode = mode
