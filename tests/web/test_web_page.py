@@ -2,7 +2,7 @@
 Chromium through Playwright.
 
 Needs a Chromium executable (``HYBREC_TEST_CHROMIUM``, default Debian's ``/usr/bin/chromium``); Playwright never
-downloads a browser here. Without one the test is skipped, unless ``HYBREC_REQUIRE_BROWSER=1`` (CI), which makes a
+downloads a browser here. Without one the test is skipped, unless ``HYBREC_REQUIRE_TEST_TOOLS=1`` (CI), which makes a
 missing browser a failure. Screenshots of each step go to ``test-artifacts/web/``.
 """
 
@@ -48,8 +48,8 @@ FOR_YOU_CHANGED = """(before) => {
 def _browser_or_skip() -> Path:
     if not CHROMIUM.exists():
         message = f"no Chromium at {CHROMIUM} (set HYBREC_TEST_CHROMIUM or install chromium)"
-        if os.environ.get("HYBREC_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + " and HYBREC_REQUIRE_BROWSER=1")
+        if os.environ.get("HYBREC_REQUIRE_TEST_TOOLS") == "1":
+            pytest.fail(message + " and HYBREC_REQUIRE_TEST_TOOLS=1")
         pytest.skip(message)
     return CHROMIUM
 
