@@ -13,9 +13,15 @@ requests in flight; ``wrk`` instead when installed, see ``--load-generator``) wi
 ``GET /v1/users/{random user}/recommendations?n=10``, then the trivial ``GET /health`` of the same server as the
 ceiling. Prints one JSON object per backend (``--json``: a JSON list)::
 
-    {"backend", "rps", "p50_ms", "p99_ms", "ceiling_rps", "ceiling_p50_ms", "ceiling_p99_ms", "errors", ...}
+    {"backend", "rps", "p50_ms", "p99_ms", "ceiling_rps", "ceiling_p50_ms", "ceiling_p99_ms", "errors",
+     "cpu_ms_per_request", "ceiling_cpu_ms_per_request", "load_avg", "ceiling_load_avg", ...}
 
 plus ``recall_at_10_vs_exact`` for Chroma (top-10 of 200 user vectors, Chroma against exact).
+
+``cpu_ms_per_request`` is the server process's CPU time (all its threads, from ``/proc``) over the requests it
+answered on the endpoint (from its ``/metrics``) during that load, warm-up included. On a machine shared with other
+work, req/s and latencies move with the neighbours' load (``load_avg`` is sampled right after each load); CPU per
+request moves much less, so it is the number to compare variants measured at different times.
 """
 
 from __future__ import annotations
@@ -270,9 +276,18 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
                 raise RuntimeError("server never became ready")
             time.sleep(0.5)
         drive = load_wrk if args.load_generator == "wrk" else load
+        reco_path = "/v1/users/{user_id}/recommendations"
+        before = server_cpu_s(server.pid), request_count(httpx.get(f"{base}/metrics", timeout=30).text, reco_path)
         reco = drive(base, "/v1/users/u{}/recommendations?n=10", n_users, args.duration, args.concurrency)
-        server_side = server_means(httpx.get(f"{base}/metrics", timeout=30).text)
+        reco_load_avg = os.getloadavg()
+        metrics_text = httpx.get(f"{base}/metrics", timeout=30).text
+        reco_cpu = cpu_ms_per_request(before, (server_cpu_s(server.pid), request_count(metrics_text, reco_path)))
+        server_side = server_means(metrics_text)
+        before = server_cpu_s(server.pid), request_count(httpx.get(f"{base}/metrics", timeout=30).text, "/health")
         ceiling = drive(base, "/health", 1, args.duration, args.concurrency)
+        ceiling_load_avg = os.getloadavg()
+        after = server_cpu_s(server.pid), request_count(httpx.get(f"{base}/metrics", timeout=30).text, "/health")
+        ceiling_cpu = cpu_ms_per_request(before, after)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -287,9 +302,38 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
         "share_of_ceiling": round(reco["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None,
         "errors": reco["errors"] + ceiling["errors"],
         "load_generator": args.load_generator,
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "cpu_ms_per_request": reco_cpu,
+        "ceiling_cpu_ms_per_request": ceiling_cpu,
+        "load_avg": [round(x, 2) for x in reco_load_avg],
+        "ceiling_load_avg": [round(x, 2) for x in ceiling_load_avg],
         "server_mean_ms": server_side,
     }
+
+
+def server_cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` has used so far (Linux ``/proc``; its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_count(metrics_text: str, endpoint: str) -> float:
+    """Requests the server has answered on ``endpoint`` (its route template), any status, from ``/metrics``."""
+    prefix = "hybrec_request_duration_seconds_count{"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text.splitlines()
+        if line.startswith(prefix) and f'endpoint="{endpoint}"' in line
+    )
+
+
+def cpu_ms_per_request(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """Server CPU milliseconds per request between two ``(cpu seconds, request count)`` samples.
+
+    Unlike req/s, this hardly depends on what else the machine runs (other processes take CPU time, not this
+    process's CPU time per request), so it compares variants measured at different times on a shared machine.
+    """
+    requests = after[1] - before[1]
+    return round(1000 * (after[0] - before[0]) / requests, 3) if requests else None
 
 
 def server_means(metrics_text: str) -> dict[str, float]:

@@ -1,0 +1,217 @@
+"""Request coalescing in the exact index: batched answers equal unbatched ones, bit for bit, and the worker's life.
+
+The equality tests compare an index that coalesces concurrent one-row queries with one that computes every query on
+its caller's thread, on the same data, for queries with filters (cached masks, the selective-filter path, an id
+allow-list) and exclusions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
+from hybrec.vectors.exact_index import ExactVectorIndex
+from hybrec.vectors.exact_search import BLOCK, MaskCache, score_rows, top_k
+from hybrec.vectors.filters import Filter
+
+ROWS, DIM = 20_000, 32
+CATEGORIES = ("books", "games", "music", "rare")
+
+
+def _fill(index: ExactVectorIndex) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((ROWS, DIM)).astype(np.float32)
+    vectors[100:110] = vectors[99]  # exact score ties across rows
+    metas = [
+        {
+            "category": "rare" if k % 97 == 0 else CATEGORIES[k % 3],
+            "brand": f"Brand {k % 13}",
+            "price": float(k % 250),
+            "avg_rating": float(k % 50) / 10,
+        }
+        for k in range(ROWS)
+    ]
+    index.create_collection("items", DIM, "ip")
+    index.upsert("items", [f"i{k}" for k in range(ROWS)], vectors, metas)
+    return vectors
+
+
+QUERIES: list[tuple[int, Filter | None, frozenset[str] | None]] = [
+    (10, None, None),
+    (5, None, frozenset({"i1", "i2", "i99", "i100", "unknown"})),
+    (20, Filter(category="games"), frozenset({"i4", "i5"})),
+    (7, Filter(min_price=10, max_price=40.5, brand="brand 3"), None),
+    (3, Filter(category="rare"), frozenset({"i0"})),  # selective: scores only the matching rows
+    (12, Filter(min_rating=4.2), frozenset({f"i{k}" for k in range(0, 400, 3)})),
+    (4, Filter(ids=[f"i{k}" for k in range(50, 5000, 7)], category="books"), frozenset({"i56"})),
+    (30, Filter(category="no such category"), None),
+]
+
+
+def _ask(index: ExactVectorIndex, vectors: np.ndarray, job: int) -> list[tuple[str, float, dict]]:
+    n, where, exclude = QUERIES[job % len(QUERIES)]
+    hits = index.query("items", vectors[job % 500] * (1 + job % 3), n, where=where, exclude_ids=exclude)[0]
+    return [(h.id, h.score, h.metadata) for h in hits]
+
+
+def test_concurrent_batched_queries_return_exactly_the_unbatched_answers() -> None:
+    batched, direct = ExactVectorIndex(), ExactVectorIndex(coalesce=False)
+    vectors = _fill(batched)
+    _fill(direct)
+    jobs = range(400)
+    expected = [_ask(direct, vectors, job) for job in jobs]
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda job: _ask(batched, vectors, job), jobs))
+    assert got == expected
+    assert [len(hits) for hits in expected[: len(QUERIES)]] == [10, 5, 20, 7, 3, 12, 4, 0]
+    coalescer = batched._coalescer  # the full scans went through it; selective filters ran on their threads
+    assert coalescer is not None and 0 < coalescer.requests < len(jobs)
+    batched.close()
+    assert not coalescer.running
+
+
+def test_a_multi_row_query_equals_its_rows_asked_one_by_one() -> None:
+    index = ExactVectorIndex()
+    vectors = _fill(index)
+    where, exclude = Filter(category="games", max_price=200), frozenset({"i3", "i30"})
+    together = index.query("items", vectors[:9], 8, where=where, exclude_ids=exclude)
+    assert together == [index.query("items", v, 8, where=where, exclude_ids=exclude)[0] for v in vectors[:9]]
+    index.close()
+
+
+def test_a_row_scores_the_same_alone_and_anywhere_in_a_batch() -> None:
+    rng = np.random.default_rng(3)
+    matrix_t = torch.from_numpy(np.ascontiguousarray(rng.standard_normal((DIM, 5003)).astype(np.float32)))
+    queries = rng.standard_normal((33, DIM)).astype(np.float32)
+    alone = np.stack([score_rows(queries[i : i + 1], matrix_t)[0] for i in range(33)])
+    for start, size in ((0, 2), (1, 3), (5, 16), (0, 33)):
+        assert np.array_equal(score_rows(queries[start : start + size], matrix_t), alone[start : start + size])
+
+
+@pytest.mark.parametrize("size", [1, 9, BLOCK * 40 - 1, BLOCK * 40, BLOCK * 40 + 77, 100_003])
+def test_top_k_equals_a_full_sort_with_ties_by_position(size: int) -> None:
+    rng = np.random.default_rng(size)
+    for trial in range(12):
+        k = int(rng.integers(1, min(size, 40) + 1))
+        if trial % 3 == 0:
+            scores = rng.standard_normal(size).astype(np.float32)
+        elif trial % 3 == 1:
+            scores = rng.integers(0, 4, size).astype(np.float32)  # ties everywhere
+        else:
+            scores = rng.standard_normal(size).astype(np.float32)
+            scores[rng.random(size) < 0.95] = -np.inf  # a filter's knocked-out rows
+        positions, values = top_k(scores.copy(), k)
+        reference = np.lexsort((np.arange(size), -scores))[:k]
+        assert positions.tolist() == reference.tolist()
+        assert values.tolist() == scores[reference].tolist()
+
+
+def test_masks_are_cached_per_filter_value_within_a_bound() -> None:
+    cache = MaskCache(size=2)
+    built: list[str] = []
+
+    def build(name: str) -> np.ndarray:
+        built.append(name)
+        return np.array([True, False, name == "b"])
+
+    first = cache.get("a", lambda: build("a"))
+    assert cache.get("a", lambda: build("a")) is first and first.count == 1
+    assert first.penalty.tolist() == [0.0, -np.inf, -np.inf]
+    cache.get("b", lambda: build("b"))
+    cache.get("c", lambda: build("c"))  # evicts "a", the least recently used
+    cache.get("a", lambda: build("a"))
+    assert built == ["a", "b", "c", "a"] and len(cache) == 2
+
+
+def _gated(calls: list[list[int]], gate: threading.Event) -> Callable[[Sequence[int]], list[int | BaseException]]:
+    """A batch function that records each batch and holds it until ``gate`` opens."""
+
+    def run_batch(requests: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(requests))
+        gate.wait()
+        return [ValueError(f"bad {r}") if r < 0 else r * 10 for r in requests]
+
+    return run_batch
+
+
+def test_requests_arriving_during_a_batch_run_together_as_the_next_one() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+    coalescer = Coalescer(_gated(calls, gate), name="test-coalescer", max_batch=4)
+    with ThreadPoolExecutor(7) as pool:
+        first = pool.submit(coalescer.run, 0)
+        while not calls:  # the worker holds request 0 until the gate opens
+            threading.Event().wait(0.001)
+        rest = [pool.submit(coalescer.run, r) for r in (1, 2, -3, 4, 5, 6)]
+        while len(coalescer._pending) < 6:
+            threading.Event().wait(0.001)
+        gate.set()
+        assert first.result() == 0
+        with pytest.raises(ValueError, match="bad -3"):
+            rest[2].result()
+        assert [f.result() for i, f in enumerate(rest) if i != 2] == [10, 20, 40, 50, 60]
+    assert calls[0] == [0] and sorted(calls[1]) == [-3, 1, 2, 4] and sorted(calls[2]) == [5, 6]
+    assert (coalescer.batches, coalescer.requests) == (3, 7)
+    coalescer.close()
+    assert not coalescer.running
+
+
+def test_a_failing_batch_fails_each_of_its_requests_and_the_worker_goes_on() -> None:
+    def run_batch(requests: Sequence[int]) -> list[int]:
+        if 13 in requests:
+            raise RuntimeError("unlucky batch")
+        return list(requests)
+
+    coalescer = Coalescer(run_batch)
+    with pytest.raises(RuntimeError, match="unlucky batch"):
+        coalescer.run(13)
+    assert coalescer.run(14) == 14
+    coalescer.close()
+
+
+def test_close_answers_what_is_queued_then_refuses_new_requests() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+    coalescer = Coalescer(_gated(calls, gate))
+    with ThreadPoolExecutor(3) as pool:
+        queued = [pool.submit(coalescer.run, r) for r in (1, 2, 3)]
+        while sum(len(c) for c in calls) + len(coalescer._pending) < 3:
+            threading.Event().wait(0.001)
+        closing = threading.Thread(target=coalescer.close)
+        closing.start()
+        gate.set()
+        closing.join()
+        assert sorted(f.result() for f in queued) == [10, 20, 30]
+    assert not coalescer.running
+    with pytest.raises(CoalescerClosed):
+        coalescer.run(4)
+
+
+def test_an_idle_worker_ends_and_a_new_request_starts_another() -> None:
+    coalescer: Coalescer[int, int] = Coalescer(lambda requests: list(requests), idle_s=0.01)
+    assert coalescer.run(1) == 1
+    for _ in range(2000):  # the worker ends after 10 ms without requests
+        if not coalescer.running:
+            break
+        threading.Event().wait(0.005)
+    assert not coalescer.running
+    assert coalescer.run(2) == 2 and coalescer.batches == 2
+    coalescer.close()
+
+
+def test_an_index_answers_after_close_and_its_worker_thread_is_gone() -> None:
+    index = ExactVectorIndex()
+    vectors = _fill(index)
+    before = index.query("items", vectors[1], 5)
+    names = {t.name for t in threading.enumerate()}
+    assert any(name.startswith("exact-index-") for name in names)
+    index.close()
+    assert not any(t.name.startswith(f"exact-index-{id(index):x}") for t in threading.enumerate())
+    assert index.query("items", vectors[1], 5) == before  # a later query starts a new worker
+    index.close()
