@@ -122,3 +122,10 @@ def test_store_was_not_modified_by_copying(gift_shop) -> None:  # type: ignore[n
     # The examples' server works on a copy: the shared gift shop keeps no model version of its own.
     with session_scope(gift_shop.settings.database_url) as session:
         assert store_counts(session)["model_versions"] == 0
+
+
+def test_served_responses_name_no_server_software(server: str) -> None:
+    import httpx
+
+    response = httpx.get(f"{server}/health", timeout=10)
+    assert response.status_code == 200 and "server" not in response.headers

@@ -33,7 +33,14 @@ def run_server(settings: Settings, components: tuple[str, ...], host: str, port:
     from hybrec.api.app import create_app
 
     typer.echo(f"hybrec API ({', '.join(components)}) on http://{host}:{port}", err=True)
-    uvicorn.run(create_app(settings, components), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(settings, components),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        server_header=False,  # no "server: uvicorn" on every response
+    )
 
 
 @serve_app.callback(invoke_without_command=True)

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import numpy as np
 import redis
 from redis import exceptions as redis_errors
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from hybrec.vectors.base import UserVectorCache, VectorStoreUnavailable, as_matrix, validate_ids
 from hybrec.vectors.keys import KeyLayout, validate_blob_name, validate_user_id, validate_version
@@ -73,8 +75,14 @@ class RedisUserVectorCache(UserVectorCache):
         self.keys = KeyLayout(namespace)
         self.chunk_size = chunk_size
         self._url = _redact(url)
+        # One immediate retry (a pooled connection gone stale across a Redis restart), never redis-py's default of
+        # three with exponential backoff: a request waiting on the cache waits its socket timeout at most twice.
         self._redis = client or redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout, decode_responses=False
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            decode_responses=False,
+            retry=Retry(NoBackoff(), 1),
         )
 
     def __repr__(self) -> str:
