@@ -42,6 +42,7 @@ def test_up_prepares_everything_then_reuses_it(tmp_path: Path, monkeypatch: pyte
     assert f"empty: loading {dataset}" in first.output
     assert "model version 1 published" in first.output
     assert f"{N_ITEMS} products ({N_ITEMS} added, 0 updated, 0 unchanged)" in first.output
+    assert "open http://127.0.0.1:8000/ in a browser" in first.output
     with session_scope(settings.database_url) as session:
         counts = store_counts(session)
     assert counts["users"] == N_USERS and counts["items"] == N_ITEMS and counts["model_versions"] == 1

@@ -110,6 +110,8 @@ def up(
 
     base = f"http://{host}:{port}"
     typer.echo(f"[4/4] serving {', '.join(components)} on {base}")
+    if "web" in components:
+        typer.echo(f"      open {base}/ in a browser: the shopping assistant, recommendations, similar items")
     typer.echo(f"      API docs {base}/docs  ·  readiness {base}/ready  ·  metrics {base}/metrics")
     if serve:
         run_server(settings, components, host, port)
