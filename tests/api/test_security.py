@@ -121,6 +121,14 @@ def test_reads_need_a_key_only_with_keys_on_reads(trained: Settings) -> None:
         assert _call(client, *READS[0]).status_code == 200
 
 
+def test_chat_history_needs_a_key_whenever_keys_are_set(trained: Settings) -> None:
+    # Private data, and nothing proves the caller is that shopper: guarded like a write, even with reads open.
+    with client_for(trained, ("reco", "chat"), api_keys=[KEY]) as client:
+        assert _call(client, "GET", "/v1/users/u/chat-history", None).status_code == 401
+        assert _call(client, "GET", "/v1/users/u/chat-history", None, "wrong").status_code == 401
+        assert _call(client, "GET", "/v1/users/u/chat-history", None, KEY).status_code != 401
+
+
 def test_chat_endpoints_are_reads(trained: Settings) -> None:
     # The key check runs before the body and the engine: a 401 needs no product index.
     chat = [("POST", "/v1/chat", {"user_id": "u", "message": "hi"}), ("POST", "/v1/chat/stream", None)]
@@ -204,7 +212,8 @@ def test_in_process_limit_per_key_and_per_address(trained: Settings) -> None:
         assert client.get(path, headers={"X-API-Key": OTHER_KEY}).status_code == 200  # its own budget
         assert [client.get(path).status_code for _ in range(3)] == [200] * 3  # no key: the client's address
         assert _is_429(client.get(path, headers={"X-API-Key": "invented"}), 3)  # a bad key counts as the address
-        assert all(client.get(p).status_code == 200 for p in ("/health", "/ready", "/metrics") for _ in range(5))
+        unlimited = ("/health", "/ready", "/metrics", "/", "/static/app.js")  # probes and the page's own files
+        assert all(client.get(p).status_code == 200 for p in unlimited for _ in range(5))
 
 
 def test_no_limit_installs_nothing(trained: Settings) -> None:
@@ -223,15 +232,19 @@ def redis_limit_key() -> Iterator[tuple[str, str]]:
     redis.Redis.from_url(REDIS_URL).delete(counter_key)
 
 
+# The web component's shopper list: a cheap limited endpoint ("/" and /static/ are never limited).
+USERS = "/v1/users?limit=1"
+
+
 def test_redis_limit_holds_across_apps(trained: Settings, redis_limit_key: tuple[str, str]) -> None:
     key, counter_key = redis_limit_key
     # Two apps share nothing but Redis, as two worker processes would; "web" alone keeps the user-vector cache off it.
     overrides: dict[str, Any] = {"redis_url": REDIS_URL, "rate_limit_per_minute": 4, "api_keys": [key]}
     with client_for(trained, ("web",), **overrides) as first, client_for(trained, ("web",), **overrides) as second:
         headers = {"X-API-Key": key}
-        assert [first.get("/", headers=headers).status_code for _ in range(2)] == [200, 200]
-        assert [second.get("/", headers=headers).status_code for _ in range(2)] == [200, 200]
-        assert _is_429(second.get("/", headers=headers), 4) and _is_429(first.get("/", headers=headers), 4)
+        assert [first.get(USERS, headers=headers).status_code for _ in range(2)] == [200, 200]
+        assert [second.get(USERS, headers=headers).status_code for _ in range(2)] == [200, 200]
+        assert _is_429(second.get(USERS, headers=headers), 4) and _is_429(first.get(USERS, headers=headers), 4)
         stored = redis.Redis.from_url(REDIS_URL)
         assert int(stored.get(counter_key) or 0) == 6 and 0 < stored.pttl(counter_key) <= 60_000
         assert key not in str(stored.keys(KEY_PREFIX + "*"))  # keys are stored hashed
@@ -241,7 +254,7 @@ def test_redis_down_fails_open(trained: Settings, caplog: pytest.LogCaptureFixtu
     down = f"redis://127.0.0.1:{find_free_port()}/0"
     limited = client_for(trained, ("web",), redis_url=down, rate_limit_per_minute=2)
     with caplog.at_level(logging.WARNING, "hybrec.api.ratelimit"), limited as client:
-        assert [client.get("/").status_code for _ in range(6)] == [200] * 6
+        assert [client.get(USERS).status_code for _ in range(6)] == [200] * 6
         scrape = client.get("/metrics").text
     assert 'hybrec_fallbacks_total{reason="rate_limit_unavailable"} 6.0' in scrape
     warnings = [r for r in caplog.records if "rate limit not enforced" in r.getMessage()]

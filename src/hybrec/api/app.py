@@ -195,14 +195,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     add_error_statuses(app, SERVICE_ERROR_STATUS)
 
-    async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
         # The relational store down (refused, restarting, connection lost) under a route with no degraded answer
-        # (chat history, model admin): a 503 with the driver's first line, never its SQL or parameters.
+        # (chat history, model admin): a 503 naming the error class only. The driver's text names hosts, ports and
+        # users ('connection to server at "10.0.0.5", port 5432 failed'): it goes to the log, not to the client.
         original = getattr(exc, "orig", None) or exc
-        lines = str(original).strip().splitlines()
-        return _error(
-            503, f"the relational store is unavailable: {type(original).__name__}: {lines[0][:200] if lines else ''}"
-        )
+        log.warning("store error on %s %s: %s", request.method, request.url.path, str(original).splitlines()[:1])
+        return _error(503, f"the relational store is unavailable ({type(original).__name__})")
 
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, store_unavailable)

@@ -48,8 +48,10 @@ WINDOW_S = 60
 KEY_PREFIX = "hybrec:ratelimit:"
 #: After Redis failed, requests skip it (and pass) for this long rather than each waiting for a timeout.
 RETRY_REDIS_AFTER_S = 5.0
-#: Probes and scrapes are never limited: an orchestrator polling them must not lock itself out.
-UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+#: Probes and scrapes are never limited (an orchestrator polling them must not lock itself out), nor the web page's
+#: own files: a page view would otherwise spend several requests of the visitor's budget before any API call.
+UNLIMITED_PATHS = frozenset({"/health", "/ready", "/metrics", "/"})
+UNLIMITED_PREFIXES = ("/static/",)
 
 # INCR the window's counter; the first request of a window starts its expiry. Returns the count and the
 # milliseconds left in the window. Atomic (one script), so no counter is ever left without an expiry.
@@ -221,7 +223,7 @@ class RateLimitMiddleware:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, self._closing_on_shutdown(send))
             return
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS or scope["path"].startswith(UNLIMITED_PREFIXES):
             await self.app(scope, receive, send)
             return
         key = None

@@ -52,10 +52,12 @@ CACHE_DOWN = "user_cache_unavailable: user vector folded in from the store"
 INDEX_DOWN = "item_index_unavailable: served from the exact index built from the model artifact"
 
 
-def _first_line(exc: Exception) -> str:
-    """The driver's own message without SQL, parameters or traceback (it goes into an HTTP answer)."""
+def _store_error(exc: Exception) -> str:
+    """What an HTTP answer may say of a store error: its class. The driver's text names the server (host, port,
+    user), so it is logged here instead."""
     original = getattr(exc, "orig", None) or exc
-    return f"{type(original).__name__}: {str(original).strip().splitlines()[0][:200] if str(original) else ''}"
+    log.warning("relational store error: %s", str(original).strip().splitlines()[:1])
+    return type(original).__name__
 
 
 class Recommender:
@@ -250,7 +252,7 @@ class Recommender:
         try:
             return queries.user_interactions_by_url(self.settings.database_url, user_id)
         except (OperationalError, InterfaceError) as exc:
-            raise DependencyUnavailable(f"the relational store is unavailable: {_first_line(exc)}") from exc
+            raise DependencyUnavailable(f"the relational store is unavailable ({_store_error(exc)})") from exc
 
     def similar_items(self, item_id: str, n: int, where: Filter | None = None) -> Recommendations:
         """Items whose factors have the largest inner product with ``item_id``'s (the item itself excluded)."""
@@ -342,7 +344,7 @@ class Recommender:
                 raise UnknownItems(exc.item_ids, " in the interactions (nothing was stored)") from exc
             except (OperationalError, InterfaceError) as exc:
                 raise DependencyUnavailable(
-                    f"the relational store is unavailable, nothing was stored: {_first_line(exc)}"
+                    f"the relational store is unavailable, nothing was stored ({_store_error(exc)})"
                 ) from exc
         stored, duplicates = len(new), len(events) - len(new)
         users = list(dict.fromkeys(e.user_id for e in events))
@@ -379,7 +381,7 @@ class Recommender:
                     last = LastTraining(row.id, row.status, row.created_at, row.error)
             checks["store"] = (True, None)
         except Exception as exc:
-            checks["store"] = (False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            checks["store"] = (False, f"unavailable ({_store_error(exc)})")
         self.refresh(force=checks["store"][0] and self._state is None)
         state = self._state
         checks["model"] = (state is not None, None if state is not None else self._load_error or "no active model")

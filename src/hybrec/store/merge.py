@@ -62,7 +62,7 @@ def merge_users(backend: StagingBackend, counts: LoadCounts, stamp: datetime) ->
         f"""UPDATE users SET attributes = {merged}
             FROM stage_users s
             WHERE users.external_id = s.external_id AND s.attributes <> {backend.empty_object}
-              AND {backend.json_canonical(merged)} IS DISTINCT FROM {backend.json_canonical("users.attributes")}"""
+              AND {backend.differs(backend.json_canonical(merged), backend.json_canonical("users.attributes"))}"""
     )
     counts.users.inserted = backend.execute(
         f"""INSERT INTO users (external_id, attributes, created_at)
@@ -98,14 +98,14 @@ def merge_items(backend: StagingBackend, counts: LoadCounts, stamp: datetime) ->
     )
     changed = " OR ".join(
         [
-            "excluded.name IS DISTINCT FROM items.name",
+            backend.differs("excluded.name", "items.name"),
             *(
-                f"COALESCE(excluded.{column}, items.{column}) IS DISTINCT FROM items.{column}"
+                backend.differs(f"COALESCE(excluded.{column}, items.{column})", f"items.{column}")
                 for column in ("category", "brand", "description", "price", "avg_rating")
             ),
-            "(excluded.avg_rating IS NOT NULL AND excluded.num_ratings IS DISTINCT FROM items.num_ratings)",
+            f"(excluded.avg_rating IS NOT NULL AND {backend.differs('excluded.num_ratings', 'items.num_ratings')})",
             *(
-                f"{backend.json_canonical(merged)} IS DISTINCT FROM {backend.json_canonical(f'items.{column}')}"
+                backend.differs(backend.json_canonical(merged), backend.json_canonical(f"items.{column}"))
                 for merged, column in ((merged_features, "features"), (merged_attributes, "attributes"))
             ),
         ]

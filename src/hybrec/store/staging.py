@@ -76,6 +76,11 @@ class StagingBackend:
         self.key_collation = 'COLLATE "C"' if self.postgres else ""
         self.empty_list = "'[]'::jsonb" if self.postgres else "'[]'"
 
+    def differs(self, left: str, right: str) -> str:
+        """Null-safe inequality: ``IS DISTINCT FROM`` on PostgreSQL, ``IS NOT`` on SQLite (which has the former only
+        since 3.39, while Python builds still link older libraries)."""
+        return f"{left} IS DISTINCT FROM {right}" if self.postgres else f"{left} IS NOT {right}"
+
     def json_canonical(self, expression: str) -> str:
         """SQL for ``expression`` as comparable JSON: jsonb compares by value; SQLite's text needs ``json()``
         (minified), since the ORM writes ``{"a": 1}`` and ``json_patch`` returns ``{"a":1}``."""

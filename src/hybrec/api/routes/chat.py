@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from hybrec.api.app import add_error_statuses
-from hybrec.api.deps import require_read_key
+from hybrec.api.deps import require_read_key, require_write_key
 from hybrec.chat.engine import ChatEngine
 from hybrec.chat.memory import UnknownSession
 from hybrec.chat.schemas import ChatTurn, Personaliser
@@ -36,7 +36,7 @@ from hybrec.vectors.base import CollectionNotFound
 
 logger = logging.getLogger(__name__)
 
-# Chat counts as a read (its history is the shopper's own): a key only with HYBREC_API_KEYS_ON_READS.
+# Asking the assistant counts as a read (a key only with HYBREC_API_KEYS_ON_READS); the history is guarded below.
 router = APIRouter(tags=["chat"], dependencies=[Depends(require_read_key)])
 
 _ID = Field(min_length=1, max_length=255)
@@ -187,7 +187,9 @@ async def chat_stream(body: ChatRequest, engine: EngineDep) -> StreamingResponse
     return StreamingResponse(encode(), media_type="text/event-stream")
 
 
-@router.get("/v1/users/{user_id}/chat-history", response_model=ChatHistory)
+# A shopper's conversations are private and nothing identifies the caller as that shopper: whenever keys are set,
+# reading them needs one, as writes do (HYBREC_API_KEYS_ON_READS or not).
+@router.get("/v1/users/{user_id}/chat-history", response_model=ChatHistory, dependencies=[Depends(require_write_key)])
 async def chat_history(
     engine: EngineDep,
     user_id: Annotated[str, Path(min_length=1, max_length=255)],
