@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     als_params_path: Path = Field(Path("params/als_params.json"), description="Tuned ALS hyperparameters.")
     als_device: str = Field("cpu", description="torch device for ALS training: cpu or cuda.")
     als_backend: Literal["torch", "spark"] = Field(
-        "torch", description="torch (hybrec's ALS, one machine) or spark (Spark MLlib ALS, data beyond one machine)."
+        "torch", description="torch (hybrec's ALS, one machine) or spark (Spark MLlib ALS on a cluster's executors)."
     )
     spark_master: str = Field(
         "local[2]", description="Spark master for als_backend=spark: local[N] or spark://host:7077."

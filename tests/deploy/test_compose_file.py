@@ -166,6 +166,10 @@ def test_hybrec_containers_are_wired_to_the_stores(services: dict[str, dict[str,
     assert url.endswith(f"/{pg['POSTGRES_DB']}")
     published = {name: [p["target"] for p in s.get("ports", [])] for name, s in services.items()}
     assert published["als_reco_engine"] == [8000] and published["chat_reco_engine"] == [8000]
+    # On loopback unless the operator opens them (BIND_ADDRESS): keys are off until HYBREC_API_KEYS is set.
+    assert {p.get("host_ip") for name in ("als_reco_engine", "chat_reco_engine") for p in services[name]["ports"]} == {
+        "127.0.0.1"
+    }
     assert all(not ports for name, ports in published.items() if name not in {"als_reco_engine", "chat_reco_engine"})
 
 

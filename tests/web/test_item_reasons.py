@@ -51,6 +51,12 @@ def test_no_constraint_means_no_constraint_phrase_and_unmet_ones_are_never_claim
     assert constraint_reasons(unmet, price=12, brand="Acme", category=None, avg_rating=4.1) == []
     unknown = QueryFilters(max_price=10, min_rating=4)
     assert constraint_reasons(unknown, price=None, brand=None, category=None, avg_rating=None) == []
+    other = QueryFilters(brand="Bosch", category="Tea")  # a product of another brand/category is not claimed
+    assert constraint_reasons(other, price=None, brand="Acme", category="Coffee", avg_rating=None) == []
+    spaced = QueryFilters(brand="sonic  wave")
+    assert constraint_reasons(spaced, price=None, brand="Sonic Wave", category=None, avg_rating=None) == [
+        "brand Sonic Wave"
+    ]
 
 
 def test_without_personalisation_the_ranking_is_about_the_request() -> None:

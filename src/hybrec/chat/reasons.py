@@ -41,13 +41,19 @@ def constraint_reasons(
             parts.append(f"under {money(high)}")
         elif low is not None and high is None and price >= low:
             parts.append(f"over {money(low)}")
-    if filters.category and category:
+    if filters.category and category and _same(filters.category, category):
         parts.append(f"in {category}")
-    if filters.brand and brand:
+    if filters.brand and brand and _same(filters.brand, brand):
         parts.append(f"brand {brand}")
     if filters.min_rating is not None and avg_rating is not None and avg_rating >= filters.min_rating:
         parts.append(f"rated {avg_rating:.1f}")
     return parts
+
+
+def _same(stated: str, value: str) -> bool:
+    """Whether a product's brand/category is the one the shopper stated (case and spacing aside, as the search's
+    filters compare them)."""
+    return " ".join(stated.casefold().split()) == " ".join(value.casefold().split())
 
 
 def _upper_half(values: Sequence[float], value: float) -> bool:

@@ -8,7 +8,7 @@ One run, under the trainer lock (:mod:`hybrec.training.lock`):
    counts with its rating, other kinds with their weight — :func:`hybrec.data.records.interaction_value`);
 4. ALS (Hu, Koren & Volinsky 2008) is fitted on a per-user 80/20 holdout and scored on the held-out 20% over the
    full catalog (NDCG@10, Recall@20 ...), with the implementation ``settings.als_backend`` names (torch, or Spark
-   MLlib for data beyond one machine: :mod:`hybrec.training.backend`), recorded in the version's params;
+   MLlib on a cluster's executors: :mod:`hybrec.training.backend`), recorded in the version's params;
 5. gate: the model is not published when its NDCG@10 is below the live model's by more than
    ``settings.publish_ndcg_margin``;
 6. the model is refitted on all data and published (:mod:`hybrec.training.publish`): artifact, item vectors,
