@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     api_keys: list[str] = Field(
         default_factory=list, description="Accepted X-API-Key values; empty = open. Required on writes and admin."
     )
+    admin_api_keys: list[str] = Field(
+        default_factory=list,
+        description="Keys for the admin endpoints (models, activation, training); empty = api_keys serve admin too.",
+    )
     api_keys_on_reads: bool = Field(False, description="Also require an API key on read endpoints (when keys are set).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty = same-origin.")
     rate_limit_per_minute: int = Field(

@@ -121,6 +121,23 @@ def test_reads_need_a_key_only_with_keys_on_reads(trained: Settings) -> None:
         assert _call(client, *READS[0]).status_code == 200
 
 
+def test_admin_keys_reserve_the_admin_endpoints(trained: Settings) -> None:
+    # The web page's visitors may hold a write key (clicks are writes); model activation and training need another.
+    with client_for(trained, api_keys=[KEY], admin_api_keys=[OTHER_KEY]) as client:
+        for method, path in (("GET", "/v1/models"), ("POST", "/v1/models/1/activate")):
+            assert _call(client, method, path, None, KEY).status_code == 401, path
+            assert _call(client, method, path, None, OTHER_KEY).status_code == 200, path
+        assert _call(client, "POST", "/v1/interactions", EVENT, KEY).status_code == 201
+        assert _call(client, "POST", "/v1/interactions", EVENT, OTHER_KEY).status_code == 201  # an admin may write
+        assert _call(client, "POST", "/v1/interactions", EVENT).status_code == 401
+        schema = client.get("/openapi.json").json()
+    assert schema["paths"]["/v1/models"]["get"]["security"] == [{"APIKey": []}]
+    assert set(schema["components"]["securitySchemes"]) == {"APIKey"}
+    with client_for(trained, admin_api_keys=[OTHER_KEY]) as client:  # writes open, admin still guarded
+        assert _call(client, "POST", "/v1/interactions", EVENT).status_code == 201
+        assert _call(client, "GET", "/v1/models", None).status_code == 401
+
+
 def test_chat_history_needs_a_key_whenever_keys_are_set(trained: Settings) -> None:
     # Private data, and nothing proves the caller is that shopper: guarded like a write, even with reads open.
     with client_for(trained, ("reco", "chat"), api_keys=[KEY]) as client:

@@ -24,16 +24,21 @@ API_KEY_SCHEME = "APIKey"
 #: The same header on read endpoints, a scheme of its own only so that the OpenAPI document can tell reads from
 #: writes; :func:`hybrec.api.security.document_api_keys` folds it into :data:`API_KEY_SCHEME`.
 READ_KEY_SCHEME = "APIKeyOnReads"
+#: The same header on admin endpoints, which HYBREC_ADMIN_API_KEYS may reserve to other keys (folded the same way).
+ADMIN_KEY_SCHEME = "APIKeyAdmin"
 _KEY_DESCRIPTION = (
-    "One of the server's HYBREC_API_KEYS. Required on writes and admin endpoints whenever keys are configured; on "
-    "read endpoints only when HYBREC_API_KEYS_ON_READS is true. Health probes, metrics, the docs and the web page "
-    "never need one."
+    "One of the server's HYBREC_API_KEYS. Required on writes and admin endpoints whenever keys are configured (admin "
+    "endpoints take HYBREC_ADMIN_API_KEYS instead when those are set); on read endpoints only when "
+    "HYBREC_API_KEYS_ON_READS is true. Health probes, metrics, the docs and the web page never need one."
 )
 _api_key_header = APIKeyHeader(
     name="X-API-Key", scheme_name=API_KEY_SCHEME, auto_error=False, description=_KEY_DESCRIPTION
 )
 _read_key_header = APIKeyHeader(
     name="X-API-Key", scheme_name=READ_KEY_SCHEME, auto_error=False, description=_KEY_DESCRIPTION
+)
+_admin_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name=ADMIN_KEY_SCHEME, auto_error=False, description=_KEY_DESCRIPTION
 )
 
 
@@ -69,10 +74,16 @@ def valid_api_key(presented: str | None, keys: list[str]) -> bool:
     return matched
 
 
-def _check_api_key(request: Request, api_key: str | None) -> None:
-    keys: list[str] = request.app.state.settings.api_keys
-    if not keys:  # no keys configured: an open deployment
+def admin_keys(settings: Settings) -> list[str]:
+    """The keys the admin endpoints accept: ``admin_api_keys`` when set, else the ordinary ``api_keys``."""
+    return settings.admin_api_keys or settings.api_keys
+
+
+def _check_api_key(request: Request, api_key: str | None, required: list[str], accepted: list[str]) -> None:
+    """401 unless ``api_key`` is one of ``accepted``, whenever ``required`` (the keys that make it needed) is set."""
+    if not required:  # no keys configured: an open deployment
         return
+    keys = accepted
     if api_key is None:
         raise HTTPException(
             status_code=401,
@@ -84,14 +95,24 @@ def _check_api_key(request: Request, api_key: str | None) -> None:
 
 
 async def require_write_key(request: Request, api_key: Annotated[str | None, Security(_api_key_header)] = None) -> None:
-    """Writes and admin: a valid ``X-API-Key`` whenever ``settings.api_keys`` is non-empty, else 401."""
-    _check_api_key(request, api_key)
+    """Writes: a valid ``X-API-Key`` (an ordinary or an admin key) whenever ``settings.api_keys`` is set, else 401."""
+    settings: Settings = request.app.state.settings
+    _check_api_key(request, api_key, settings.api_keys, settings.api_keys + settings.admin_api_keys)
+
+
+async def require_admin_key(
+    request: Request, api_key: Annotated[str | None, Security(_admin_key_header)] = None
+) -> None:
+    """Admin (model versions, activation, training): one of :func:`admin_keys` whenever there are any, else 401."""
+    keys = admin_keys(request.app.state.settings)
+    _check_api_key(request, api_key, keys, keys)
 
 
 async def require_read_key(request: Request, api_key: Annotated[str | None, Security(_read_key_header)] = None) -> None:
     """Reads: a valid ``X-API-Key`` only when ``settings.api_keys_on_reads`` is also set, else 401."""
-    if request.app.state.settings.api_keys_on_reads:
-        _check_api_key(request, api_key)
+    settings: Settings = request.app.state.settings
+    if settings.api_keys_on_reads:
+        _check_api_key(request, api_key, settings.api_keys, settings.api_keys + settings.admin_api_keys)
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

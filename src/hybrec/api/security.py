@@ -23,7 +23,7 @@ from fastapi import FastAPI, HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hybrec.api.deps import API_KEY_SCHEME, READ_KEY_SCHEME
+from hybrec.api.deps import ADMIN_KEY_SCHEME, API_KEY_SCHEME, READ_KEY_SCHEME, admin_keys
 from hybrec.api.metrics import Metrics
 from hybrec.api.ratelimit import RateLimitMiddleware, make_rate_counter
 from hybrec.config import Settings
@@ -60,9 +60,10 @@ def install_security(app: FastAPI, settings: Settings, metrics: Metrics) -> None
 def document_api_keys(app: FastAPI, settings: Settings) -> None:
     """Make the OpenAPI document say which operations of *this* deployment need the ``X-API-Key``.
 
-    Writes and reads name different schemes (:data:`~hybrec.api.deps.API_KEY_SCHEME`, ``READ_KEY_SCHEME``) for the
-    same header; here they become one scheme, required where the settings require a key and optional (OpenAPI's
-    ``[{}, {"APIKey": []}]``) where they do not: no keys at all, or a read without ``api_keys_on_reads``.
+    Writes, reads and admin name different schemes (:data:`~hybrec.api.deps.API_KEY_SCHEME`, ``READ_KEY_SCHEME``,
+    ``ADMIN_KEY_SCHEME``) for the same header; here they become one scheme, required where the settings require a
+    key and optional (OpenAPI's ``[{}, {"APIKey": []}]``) where they do not: no keys at all, or a read without
+    ``api_keys_on_reads``.
     """
     generate = app.openapi
     folded: list[dict[str, Any]] = []  # the schema last folded: FastAPI caches it, and rebuilds it when routes change
@@ -73,9 +74,10 @@ def document_api_keys(app: FastAPI, settings: Settings) -> None:
             return schema
         folded[:] = [schema]
         schemes = schema.get("components", {}).get("securitySchemes", {})
-        if READ_KEY_SCHEME in schemes:
-            schemes.setdefault(API_KEY_SCHEME, schemes[READ_KEY_SCHEME])
-            del schemes[READ_KEY_SCHEME]
+        for variant in (READ_KEY_SCHEME, ADMIN_KEY_SCHEME):
+            if variant in schemes:
+                schemes.setdefault(API_KEY_SCHEME, schemes[variant])
+                del schemes[variant]
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 if not isinstance(operation, dict):  # a path-level "parameters" list
@@ -83,6 +85,8 @@ def document_api_keys(app: FastAPI, settings: Settings) -> None:
                 names = {name for requirement in operation.get("security", ()) for name in requirement}
                 if API_KEY_SCHEME in names:
                     required = bool(settings.api_keys)
+                elif ADMIN_KEY_SCHEME in names:
+                    required = bool(admin_keys(settings))
                 elif READ_KEY_SCHEME in names:
                     required = bool(settings.api_keys) and settings.api_keys_on_reads
                 else:

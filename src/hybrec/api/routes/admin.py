@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from hybrec.api.deps import RecommenderDep, SettingsDep, require_write_key
+from hybrec.api.deps import RecommenderDep, SettingsDep, require_admin_key
 from hybrec.api.schemas import ModelListResponse, ModelVersionOut, TrainingAccepted
 from hybrec.training.versions import VersionInfo, activate_version, list_versions
 
-router = APIRouter(tags=["models"], dependencies=[Depends(require_write_key)])  # admin: listing versions too
+router = APIRouter(tags=["models"], dependencies=[Depends(require_admin_key)])  # admin: listing versions too
 
 
 # Version numbers are the store's INTEGER ids: a larger number names no version (a 422, not a database error).
