@@ -114,16 +114,10 @@ class LlamaServer:
     process: subprocess.Popen[bytes]
 
 
-@contextmanager
-def llama_cpp_server(
-    gguf: Path, log_path: Path, *, n_ctx: int = 2048, model_alias: str = "qwen-test", timeout_s: float = 180.0
-) -> Iterator[LlamaServer]:
-    """Serve ``gguf`` with llama-cpp-python's OpenAI-compatible server on loopback (one thread; stopped on exit).
-
-    Skips the test when llama-cpp-python is not importable (an optional extra that compiles from source)."""
-    pytest.importorskip("llama_cpp")
-    port = find_free_port()
-    cmd = [
+def llama_server_command(gguf: Path, port: int, *, n_ctx: int = 2048, model_alias: str = "qwen-test") -> list[str]:
+    """``python -m llama_cpp.server`` serving ``gguf`` on loopback ``port`` with one thread (generation collapses with
+    two on a busy 2-core machine)."""
+    return [
         sys.executable,
         "-m",
         "llama_cpp.server",
@@ -142,6 +136,18 @@ def llama_cpp_server(
         "--model_alias",
         model_alias,
     ]
+
+
+@contextmanager
+def llama_cpp_server(
+    gguf: Path, log_path: Path, *, n_ctx: int = 2048, model_alias: str = "qwen-test", timeout_s: float = 180.0
+) -> Iterator[LlamaServer]:
+    """Serve ``gguf`` with llama-cpp-python's OpenAI-compatible server on loopback (one thread; stopped on exit).
+
+    Skips the test when llama-cpp-python is not importable (an optional extra that compiles from source)."""
+    pytest.importorskip("llama_cpp")
+    port = find_free_port()
+    cmd = llama_server_command(gguf, port, n_ctx=n_ctx, model_alias=model_alias)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     url = f"http://127.0.0.1:{port}/v1"
     with running_server(cmd, url + "/models", log_path, what="llama_cpp.server", timeout_s=timeout_s, env=env) as proc:

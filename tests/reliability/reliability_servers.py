@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from servers import find_free_port
+from servers import find_free_port, llama_server_command
 
 POSTGRES_BIN = Path(os.environ.get("HYBREC_TEST_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 VENV_BIN = Path(sys.executable).parent
@@ -241,25 +241,7 @@ def llama_server(gguf: Path, log_dir: Path, model_alias: str = "qwen-test") -> t
     """llama-cpp-python's OpenAI-compatible server (one thread) on a fixed port; and its ``/v1`` URL."""
     port = find_free_port()
     url = f"http://127.0.0.1:{port}/v1"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(gguf),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_threads",
-        "1",
-        "--n_threads_batch",
-        "1",
-        "--n_ctx",
-        "2048",
-        "--model_alias",
-        model_alias,
-    ]
+    command = llama_server_command(gguf, port, model_alias=model_alias)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = ServerProcess("llama_cpp.server", command, http_ok(f"{url}/models"), log_dir / "llama.log", env=env)
     return server, url
