@@ -36,6 +36,7 @@ from hybrec.recommend.errors import (
     UnknownModelVersion,
 )
 from hybrec.recommend.service import Recommender
+from hybrec.store.engine import public_error_name
 from hybrec.vectors.base import VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -195,13 +196,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     add_error_statuses(app, SERVICE_ERROR_STATUS)
 
-    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    async def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         # The relational store down (refused, restarting, connection lost) under a route with no degraded answer
-        # (chat history, model admin): a 503 naming the error class only. The driver's text names hosts, ports and
-        # users ('connection to server at "10.0.0.5", port 5432 failed'): it goes to the log, not to the client.
-        original = getattr(exc, "orig", None) or exc
-        log.warning("store error on %s %s: %s", request.method, request.url.path, str(original).splitlines()[:1])
-        return _error(503, f"the relational store is unavailable ({type(original).__name__})")
+        # (chat history, model admin): a 503 naming the error class only; the driver's text goes to the log.
+        return _error(503, f"the relational store is unavailable ({public_error_name(exc)})")
 
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, store_unavailable)

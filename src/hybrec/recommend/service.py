@@ -41,7 +41,7 @@ from hybrec.recommend.types import (
     Strategy,
 )
 from hybrec.store import model_versions, queries
-from hybrec.store.engine import session_scope
+from hybrec.store.engine import public_error_name, session_scope
 from hybrec.vectors import make_user_cache, make_vector_index
 from hybrec.vectors.base import CollectionNotFound, UserVectorCache, VectorIndex, VectorStoreUnavailable
 from hybrec.vectors.filters import Filter
@@ -50,14 +50,6 @@ log = logging.getLogger(__name__)
 
 CACHE_DOWN = "user_cache_unavailable: user vector folded in from the store"
 INDEX_DOWN = "item_index_unavailable: served from the exact index built from the model artifact"
-
-
-def _store_error(exc: Exception) -> str:
-    """What an HTTP answer may say of a store error: its class. The driver's text names the server (host, port,
-    user), so it is logged here instead."""
-    original = getattr(exc, "orig", None) or exc
-    log.warning("relational store error: %s", str(original).strip().splitlines()[:1])
-    return type(original).__name__
 
 
 class Recommender:
@@ -252,7 +244,7 @@ class Recommender:
         try:
             return queries.user_interactions_by_url(self.settings.database_url, user_id)
         except (OperationalError, InterfaceError) as exc:
-            raise DependencyUnavailable(f"the relational store is unavailable ({_store_error(exc)})") from exc
+            raise DependencyUnavailable(f"the relational store is unavailable ({public_error_name(exc)})") from exc
 
     def similar_items(self, item_id: str, n: int, where: Filter | None = None) -> Recommendations:
         """Items whose factors have the largest inner product with ``item_id``'s (the item itself excluded)."""
@@ -344,7 +336,7 @@ class Recommender:
                 raise UnknownItems(exc.item_ids, " in the interactions (nothing was stored)") from exc
             except (OperationalError, InterfaceError) as exc:
                 raise DependencyUnavailable(
-                    f"the relational store is unavailable, nothing was stored ({_store_error(exc)})"
+                    f"the relational store is unavailable, nothing was stored ({public_error_name(exc)})"
                 ) from exc
         stored, duplicates = len(new), len(events) - len(new)
         users = list(dict.fromkeys(e.user_id for e in events))
@@ -381,7 +373,7 @@ class Recommender:
                     last = LastTraining(row.id, row.status, row.created_at, row.error)
             checks["store"] = (True, None)
         except Exception as exc:
-            checks["store"] = (False, f"unavailable ({_store_error(exc)})")
+            checks["store"] = (False, f"unavailable ({public_error_name(exc)})")
         self.refresh(force=checks["store"][0] and self._state is None)
         state = self._state
         checks["model"] = (state is not None, None if state is not None else self._load_error or "no active model")

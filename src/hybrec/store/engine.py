@@ -6,6 +6,7 @@ one file), and its parent folder is created on first use. PostgreSQL URLs are us
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,14 @@ _LOCK = threading.Lock()
 
 def is_sqlite(database_url: str) -> bool:
     return make_url(database_url).get_backend_name() == "sqlite"
+
+
+def public_error_name(exc: Exception) -> str:
+    """What an HTTP answer may say of a store error: the driver's error class. Its text names the server (host,
+    port, user), so it is logged here and never sent to a client."""
+    original = getattr(exc, "orig", None) or exc
+    logging.getLogger(__name__).warning("relational store error: %s", str(original).strip().splitlines()[:1])
+    return type(original).__name__
 
 
 def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
