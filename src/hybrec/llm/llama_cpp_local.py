@@ -32,6 +32,7 @@ from hybrec.llm.base import (
     validate_messages,
     wire_messages,
 )
+from hybrec.llm.prefix_cache import PrefixStates, prefix_caching_llama_class
 
 if TYPE_CHECKING:
     from hybrec.config import Settings
@@ -47,7 +48,13 @@ class LlamaCppLLM:
     model_path : Path
         The GGUF file (see :func:`hybrec.llm.weights.ensure_weights` for the verified embedded profiles).
     n_threads : int, default 1
-        Generation threads (prompt processing uses the same number).
+        Generation threads.
+    n_threads_batch : int, optional
+        Prompt-processing threads (default: ``n_threads``). Reading a prompt is compute-bound work in large batches,
+        which a second core speeds up even where token-by-token generation on two threads stalls.
+    prompt_cache_bytes : int, default 256 MiB
+        Memory for the KV states of recent prompts (:mod:`hybrec.llm.prefix_cache`), so a prompt sharing a prefix
+        with an earlier one (every understanding call shares its instruction) reads only the rest; 0 turns it off.
     n_ctx : int, default 4096
         Context window in tokens; prompt + ``max_tokens`` must fit.
     seed : int, default 0
@@ -68,13 +75,19 @@ class LlamaCppLLM:
         model_path: Path,
         *,
         n_threads: int = 1,
+        n_threads_batch: int | None = None,
+        prompt_cache_bytes: int = 256 << 20,
         n_ctx: int = 4096,
         seed: int = 0,
         chat_format: str | None = None,
         name: str | None = None,
     ) -> None:
-        if n_threads < 1 or n_ctx < 64:
-            raise ValueError(f"n_threads must be >= 1 and n_ctx >= 64, got {n_threads}, {n_ctx}")
+        n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
+        if n_threads < 1 or n_threads_batch < 1 or n_ctx < 64 or prompt_cache_bytes < 0:
+            raise ValueError(
+                "n_threads and n_threads_batch must be >= 1, n_ctx >= 64 and prompt_cache_bytes >= 0, got "
+                f"{n_threads}, {n_threads_batch}, {n_ctx}, {prompt_cache_bytes}"
+            )
         model_path = Path(model_path)
         if not model_path.is_file():
             raise LLMUnavailable(f"GGUF model file {model_path} does not exist")
@@ -87,19 +100,29 @@ class LlamaCppLLM:
         self.model_path = model_path
         self.name = name or f"llama_cpp:{model_path.stem}"
         self._lock = threading.Lock()
+        #: Saved prompt states (None when the prompt cache is off).
+        self.prefix_states = PrefixStates(max_bytes=prompt_cache_bytes) if prompt_cache_bytes else None
+        llama_class = Llama if self.prefix_states is None else prefix_caching_llama_class(Llama, self.prefix_states)
         try:
-            self._llama = Llama(
+            self._llama = llama_class(
                 model_path=str(model_path),
                 n_ctx=n_ctx,
                 n_threads=n_threads,
-                n_threads_batch=n_threads,
+                n_threads_batch=n_threads_batch,
                 seed=seed,
                 chat_format=chat_format,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMUnavailable(f"cannot load GGUF model {model_path}: {exc}") from exc
-        logger.info("loaded %s (n_ctx=%d, n_threads=%d)", model_path, n_ctx, n_threads)
+        logger.info(
+            "loaded %s (n_ctx=%d, n_threads=%d, n_threads_batch=%d, prompt cache %d MiB)",
+            model_path,
+            n_ctx,
+            n_threads,
+            n_threads_batch,
+            prompt_cache_bytes >> 20,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlamaCppLLM:
@@ -110,7 +133,13 @@ class LlamaCppLLM:
             path = ensure_weights(settings.llm_profile, settings.var_dir)
         except WeightsError as exc:
             raise LLMUnavailable(str(exc)) from exc
-        return cls(path, n_threads=settings.llm_threads, name=f"llama_cpp:{settings.llm_profile}")
+        return cls(
+            path,
+            n_threads=settings.llm_threads,
+            n_threads_batch=settings.llm_batch_threads,
+            prompt_cache_bytes=settings.llm_prompt_cache_mb << 20,
+            name=f"llama_cpp:{settings.llm_profile}",
+        )
 
     # --- protocol ----------------------------------------------------------------------------------------------
     def complete(

@@ -233,9 +233,10 @@ class LocalProduction:
         # The "pull": assemble and verify the weights once; later runs reuse the verified file.
         gguf = ensure_weights(self.options.llm_profile, self.options.weights_dir)
         port = find_free_port()
-        threads = str(get_settings().llm_threads)
+        settings = get_settings()
         server = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLM_ALIAS]
-        tuning = ["--n_threads", threads, "--n_threads_batch", threads, "--n_ctx", "2048"]
+        threads = ["--n_threads", str(settings.llm_threads), "--n_threads_batch", str(settings.llm_batch_threads)]
+        tuning = [*threads, "--n_ctx", "2048"]
         command = [*server, "--host", "127.0.0.1", "--port", str(port), *tuning]
         self.group.start("llm_server", command, env={"PYTHONUNBUFFERED": "1"})
         url = f"http://127.0.0.1:{port}/v1"
