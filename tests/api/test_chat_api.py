@@ -108,3 +108,35 @@ def test_ready_reports_the_reranker(client: TestClient) -> None:
     assert "reranker" in body["checks"] and body["checks"]["reranker"]["ok"] is True
     detail = body["checks"]["reranker"]["detail"]
     assert detail.startswith(("cross-encoder ", "fallback to dense + lexical ranking", "not loaded yet"))
+
+
+def test_concurrent_first_requests_build_one_engine(gift_shop, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The engine loads the models (GBs with the embedded LLM): simultaneous first requests must share one."""
+    import threading
+    import time
+
+    from hybrec.chat.engine import ChatEngine
+
+    built: list[object] = []
+
+    def slow_build(settings, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # loading models takes a while: long enough for every request to arrive meanwhile
+        engine = gift_shop.engine()
+        built.append(engine)
+        return engine
+
+    monkeypatch.setattr(ChatEngine, "from_settings", staticmethod(slow_build))
+    app = create_app(gift_shop.settings, components=("chat",))
+    statuses: list[int] = []
+    with TestClient(app) as client:
+
+        def ask() -> None:
+            statuses.append(client.post("/v1/chat", json={"user_id": "race", "message": COFFEE}).status_code)
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [200] * 4
+    assert len(built) == 1 and app.state.chat_engine is built[0]

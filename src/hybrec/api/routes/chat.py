@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -121,6 +122,7 @@ def setup(app: FastAPI, settings: Settings) -> None:
     """Called by ``create_app``: the engine is built lazily on first use (or injected as ``app.state.chat_engine``)."""
     if not hasattr(app.state, "chat_engine"):
         app.state.chat_engine = None
+    app.state.chat_engine_lock = threading.Lock()
     # An unknown session is the client's 404; a product index not built yet is a 503 naming the command to run.
     add_error_statuses(app, {UnknownSession: 404, CollectionNotFound: 503})
     app.state.readiness_checks = [*getattr(app.state, "readiness_checks", ()), _reranker_check]
@@ -134,13 +136,18 @@ def _reranker_check() -> dict[str, tuple[bool, str]]:
 
 def get_engine(request: Request) -> ChatEngine:
     engine: ChatEngine | None = getattr(request.app.state, "chat_engine", None)
-    if engine is None:
-        # In the same process as the collaborative engine, its recommender personalises the ranking once it
-        # offers the Personaliser methods (user_vector, score_items).
-        recommender = getattr(request.app.state, "recommender", None)
-        personaliser = recommender if isinstance(recommender, Personaliser) else None
-        engine = ChatEngine.from_settings(request.app.state.settings, personaliser=personaliser)
-        request.app.state.chat_engine = engine
+    if engine is not None:
+        return engine
+    # Concurrent first requests would otherwise each load the models (the embedded 1.5B LLM takes ~1.8 GB a copy).
+    with request.app.state.chat_engine_lock:
+        engine = getattr(request.app.state, "chat_engine", None)
+        if engine is None:
+            # In the same process as the collaborative engine, its recommender personalises the ranking once it
+            # offers the Personaliser methods (user_vector, score_items).
+            recommender = getattr(request.app.state, "recommender", None)
+            personaliser = recommender if isinstance(recommender, Personaliser) else None
+            engine = ChatEngine.from_settings(request.app.state.settings, personaliser=personaliser)
+            request.app.state.chat_engine = engine
     return engine
 
 
