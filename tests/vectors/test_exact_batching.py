@@ -1,8 +1,9 @@
-"""Request coalescing in the exact index: batched answers equal unbatched ones, bit for bit, and the worker's life.
+"""The exact index's search: batched answers equal unbatched ones, bit for bit; the pruned scan equals a full
+ranking; and the coalescing worker's life.
 
 The equality tests compare an index that coalesces concurrent one-row queries with one that computes every query on
 its caller's thread, on the same data, for queries with filters (cached masks, the selective-filter path, an id
-allow-list) and exclusions.
+allow-list) and exclusions; and both with a brute-force ranking of every row by its float64 dot product.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-import torch
 
+from hybrec.vectors import exact_search
 from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
 from hybrec.vectors.exact_index import ExactVectorIndex
-from hybrec.vectors.exact_search import BLOCK, MaskCache, score_rows, top_k
+from hybrec.vectors.exact_search import MaskCache, plan_query
 from hybrec.vectors.filters import Filter
 
 ROWS, DIM = 20_000, 32
@@ -85,31 +86,60 @@ def test_a_multi_row_query_equals_its_rows_asked_one_by_one() -> None:
     index.close()
 
 
-def test_a_row_scores_the_same_alone_and_anywhere_in_a_batch() -> None:
-    rng = np.random.default_rng(3)
-    matrix_t = torch.from_numpy(np.ascontiguousarray(rng.standard_normal((DIM, 5003)).astype(np.float32)))
-    queries = rng.standard_normal((33, DIM)).astype(np.float32)
-    alone = np.stack([score_rows(queries[i : i + 1], matrix_t)[0] for i in range(33)])
-    for start, size in ((0, 2), (1, 3), (5, 16), (0, 33)):
-        assert np.array_equal(score_rows(queries[start : start + size], matrix_t), alone[start : start + size])
+def _brute_force(
+    index: ExactVectorIndex, query: np.ndarray, n: int, where: Filter | None, exclude: frozenset[str] | None
+) -> list[tuple[str, float]]:
+    """Every allowed row ranked by its float64 dot product rounded to float32, ties by row: the reference answer."""
+    col = index._get("items")
+    plan = plan_query(col, where, exclude)
+    allowed = np.ones(len(col.ids), dtype=bool) if plan.mask is None else plan.mask.allowed.copy()
+    allowed[plan.excluded] = False
+    rows = np.flatnonzero(allowed)
+    scores = (col.vectors[rows].astype(np.float64) @ query.astype(np.float64)).astype(np.float32)
+    best = np.lexsort((rows, -scores))[:n]
+    return [(col.ids[r], float(s)) for r, s in zip(rows[best], scores[best], strict=True)]
 
 
-@pytest.mark.parametrize("size", [1, 9, BLOCK * 40 - 1, BLOCK * 40, BLOCK * 40 + 77, 100_003])
-def test_top_k_equals_a_full_sort_with_ties_by_position(size: int) -> None:
-    rng = np.random.default_rng(size)
-    for trial in range(12):
-        k = int(rng.integers(1, min(size, 40) + 1))
-        if trial % 3 == 0:
-            scores = rng.standard_normal(size).astype(np.float32)
-        elif trial % 3 == 1:
-            scores = rng.integers(0, 4, size).astype(np.float32)  # ties everywhere
-        else:
-            scores = rng.standard_normal(size).astype(np.float32)
-            scores[rng.random(size) < 0.95] = -np.inf  # a filter's knocked-out rows
-        positions, values = top_k(scores.copy(), k)
-        reference = np.lexsort((np.arange(size), -scores))[:k]
-        assert positions.tolist() == reference.tolist()
-        assert values.tolist() == scores[reference].tolist()
+def _als_like(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """ALS-shaped factors: a few directions dominate and norms vary widely (what lets the scan stop early)."""
+    mix = rng.standard_normal((rows, dim // 4)) @ rng.standard_normal((dim // 4, dim))
+    scale = rng.lognormal(0.0, 0.5, size=(rows, 1))
+    return ((mix + 0.5 * rng.standard_normal((rows, dim))) * scale / np.sqrt(dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", ["als", "ties"])
+def test_the_pruned_scan_returns_exactly_the_full_ranking(shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    index = ExactVectorIndex(coalesce=False)
+    if shape == "als":
+        vectors = _als_like(ROWS, DIM, rng)
+        queries = vectors[rng.choice(ROWS, 40)] * 1.5  # item-like queries: long, aligned with the dominant directions
+    else:
+        vectors = rng.integers(-2, 3, (ROWS, DIM)).astype(np.float32)  # many equal scores and equal norms
+        queries = rng.integers(-2, 3, (40, DIM)).astype(np.float32)
+    index.create_collection("items", DIM, "ip")
+    metas = [{"category": CATEGORIES[k % 3], "price": float(k % 250)} for k in range(ROWS)]
+    index.upsert("items", [f"i{k}" for k in range(ROWS)], vectors, metas)
+    scanned: list[int] = []
+    score_rows = exact_search.score_rows
+    monkeypatch.setattr(
+        exact_search, "score_rows", lambda q, m: scanned.append(q.shape[0] * m.shape[1]) or score_rows(q, m)
+    )
+    cases = [
+        (10, None, None),
+        (25, Filter(category="games"), frozenset({"i7", "i8"})),
+        (3, Filter(max_price=180), None),
+    ]
+    for j, query in enumerate(queries):
+        n, where, exclude = cases[j % len(cases)]
+        got = [(h.id, h.score) for h in index.query("items", query, n, where=where, exclude_ids=exclude)[0]]
+        assert got == _brute_force(index, query, n, where, exclude)
+    together = index.query("items", queries, 10)  # one multi-row scan, each row leaving it on its own
+    assert [[(h.id, h.score) for h in hits] for hits in together] == [
+        _brute_force(index, q, 10, None, None) for q in queries
+    ]
+    if shape == "als":  # the norm bound stops the scan well before the end of the matrix
+        assert sum(scanned) < 0.5 * ROWS * 2 * len(queries)
 
 
 def test_masks_are_cached_per_filter_value_within_a_bound() -> None:

@@ -2,15 +2,17 @@
 
 Each collection is a float32 matrix plus metadata columns as numpy arrays (category and normalised brand as integer
 codes, price and rating as float64 with NaN for "missing"). A query turns its :class:`Filter` into a boolean mask
-(cached per filter value, :class:`~hybrec.vectors.exact_search.MaskCache`), scores every allowed row by one matrix
-product and selects the top ``n`` exactly (:func:`~hybrec.vectors.exact_search.top_k`). Because filtering happens
-before selection, a query returns ``n`` hits whenever ``n`` items match — unlike post-filtering an approximate index.
+(cached per filter value, :class:`~hybrec.vectors.exact_search.MaskCache`) and selects the top ``n`` allowed rows
+exactly by a pruned scan of the matrix sorted by row norm (:func:`~hybrec.vectors.exact_search.top_rows`: it stops
+once no unread row can reach the top ``n``, and ranks the survivors by scores computed in float64). Because filtering
+happens before selection, a query returns ``n`` hits whenever ``n`` items match — unlike post-filtering an
+approximate index.
 
-One-row queries (the serving path: one user per request) from concurrent callers are coalesced into one matrix
-product per batch on a worker thread (:mod:`~hybrec.vectors.exact_batcher`), so the item matrix is read once per
-batch rather than once per request; a query's answer is the same, bit for bit, whether it ran alone or in a batch.
-The batched product reads a transposed copy of the matrix, built on first use: it doubles the memory of a collection
-queried that way (25.6 MB more for 100k x 64).
+One-row queries (the serving path: one user per request) from concurrent callers are coalesced into one scan per
+batch on a worker thread (:mod:`~hybrec.vectors.exact_batcher`), so the matrix chunks are read once per batch rather
+than once per request; a query's answer is the same, bit for bit, whether it ran alone or in a batch. The scan reads
+a norm-sorted, transposed copy of the matrix, built on first use: it doubles the memory of a collection queried that
+way (25.6 MB more for 100k x 64).
 
 Collections live in memory as immutable snapshots replaced on every write (copy-on-write), so queries never lock.
 With a ``root`` directory, each collection is also one ``<root>/<name>.npz`` file (vectors, ids and metadata as
@@ -51,7 +53,7 @@ from hybrec.vectors.base import (
     validate_n,
 )
 from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
-from hybrec.vectors.exact_search import Plan, Snapshot, plan_query, score_batch, search, select
+from hybrec.vectors.exact_search import Plan, Request, Snapshot, hits, plan_query, search, search_batch
 from hybrec.vectors.filters import Filter
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class ExactVectorIndex(VectorIndex):
         self._collections: dict[str, Snapshot] = {}
         self._lock = threading.RLock()
         self.coalesce = coalesce
-        self._coalescer: Coalescer[tuple[Snapshot, np.ndarray], np.ndarray] | None = None
+        self._coalescer: Coalescer[tuple[Snapshot, Request], tuple[np.ndarray, np.ndarray]] | None = None
 
     def __repr__(self) -> str:
         return f"ExactVectorIndex(root={str(self.root) if self.root else None!r})"
@@ -258,7 +260,7 @@ class ExactVectorIndex(VectorIndex):
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[0] == 1 and plan.candidates is None and self.coalesce:
             try:
-                return [select(col, self._batcher().run((col, queries[0])), k, plan)]
+                return [hits(col, self._batcher().run((col, Request(queries[0], k, plan))))]
             except CoalescerClosed:  # closed while this query came in: answer it here
                 pass
         return search(col, queries, k, plan)
@@ -278,12 +280,12 @@ class ExactVectorIndex(VectorIndex):
         plan = plan_query(col, where, exclude_ids)
         return col, queries, min(n, plan.allowed), plan
 
-    def _batcher(self) -> Coalescer[tuple[Snapshot, np.ndarray], np.ndarray]:
+    def _batcher(self) -> Coalescer[tuple[Snapshot, Request], tuple[np.ndarray, np.ndarray]]:
         coalescer = self._coalescer
         if coalescer is None:
             with self._lock:
                 if self._coalescer is None:
-                    self._coalescer = Coalescer(score_batch, name=f"exact-index-{id(self):x}")
+                    self._coalescer = Coalescer(search_batch, name=f"exact-index-{id(self):x}")
                 coalescer = self._coalescer
         return coalescer
 

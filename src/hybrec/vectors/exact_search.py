@@ -1,19 +1,22 @@
-"""Search over one immutable collection snapshot of the exact index: plans, masks, scoring, exact top-k.
+"""Search over one immutable collection snapshot of the exact index: plans, masks, pruned scoring, exact top-k.
 
-Everything here is written so that a query's answer does not depend on which other queries it was computed with,
-which is what lets :mod:`hybrec.vectors.exact_batcher` coalesce concurrent requests into one matrix product:
+A query's answer is its ``k`` best allowed rows by dot product, ties by lower row, exactly as a full scan would rank
+them, and it does not depend on which other queries it was computed with (which lets
+:mod:`hybrec.vectors.exact_batcher` coalesce concurrent requests into one matrix product). Two steps get there:
 
-- :func:`score_rows` always runs a matrix-matrix product (GEMM) on at least two query rows. With the inner dimension
-  (the vector size) inside one GEMM block, every score is one fused multiply-add chain over that dimension in the
-  same order, whichever row of the batch the query sits in; a lone row would go to the matrix-vector kernel, whose
-  rounding differs in the last bit. ``tests/vectors/test_exact_batching.py`` checks this on the machine at hand.
-- :func:`top_k` breaks ties by row number, so equal scores come back in the same order every time.
+1. **Pruned scan.** The matrix is kept sorted by row norm, largest first (:class:`NormLayout`). Queries are scored in
+   chunks of growing size by a float32 matrix product; after each chunk a query stops once its ``k``-th best score
+   beats what any row not scanned yet could reach: by Cauchy-Schwarz, ``q . v <= |q| |v|``, and the sorted norms say
+   how large ``|v|`` still is. On ALS factors, whose norms vary widely (popular items have long vectors), a top-10
+   query stops after a few percent of 100k rows; with equal norms (a cosine collection) it reads all of them. The
+   scan keeps every row whose float32 score is within twice the product's error bound (:func:`error_bound`) of the
+   ``k``-th best, so no row that could be in the exact top ``k`` is dropped.
+2. **Exact ranking.** Those few candidates are scored again in float64 (every product of two float32 values is exact
+   there; the sum over the vector has a fixed order) and rounded to float32, then ranked by score, ties by row.
 
-Top-k selection is exact and uses block maxima (the pruning step of blocked top-k search): split the scores into
-blocks of :data:`BLOCK`, keep every block whose maximum reaches the ``k``-th largest block maximum, and sort those.
-Any row outside the kept blocks has ``k`` rows in other blocks with strictly larger scores, so it cannot be in the
-top ``k``. On 100k scores this reads the array once and sorts about ``k * BLOCK`` values: 4-5x cheaper than a partial
-sort of all of them (``np.argpartition``, ``torch.topk``; 2-core development machine).
+The float32 product only decides what to keep, with margins wide enough for any BLAS kernel, and the reported scores
+come from step 2; so an answer is the same, bit for bit, whatever batch, chunk boundary or matrix-product kernel
+(which differs between CPUs, and with the number of query rows) computed it.
 """
 
 from __future__ import annotations
@@ -29,17 +32,30 @@ import torch
 from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
 
-#: Scores per block of the block-max top-k.
-BLOCK = 128
+#: Rows (by decreasing norm) scored in the first chunk of a pruned scan; each further chunk is twice the last.
+FIRST_CHUNK = 2048
 #: Filter masks kept per collection (each costs 5 bytes per row: a float32 penalty and a bool).
 MASK_CACHE_SIZE = 32
+#: Lowest finite float32: a candidate threshold below every real score and above a masked row's ``-inf``.
+_LOWEST = float(np.finfo(np.float32).min)
+
+
+def error_bound(dim: int) -> float:
+    """A bound, relative to ``|q| |v|``, on how far a float32 dot product of ``dim`` terms is from the exact one.
+
+    Accumulating ``dim`` products in float32 errs by at most about ``dim * 2**-24 * sum |q_j v_j|``, and
+    ``sum |q_j v_j| <= |q| |v|``; blocked BLAS kernels do better. Eight times that (and never under 1e-4) leaves room
+    for any kernel's order of operations and for the norms' own rounding.
+    """
+    return max(1e-4, 8.0 * dim * 2.0**-24)
 
 
 def score_rows(queries: np.ndarray, matrix_t: torch.Tensor) -> np.ndarray:
-    """``queries @ matrix_t`` as a float32 ``[q, n]`` array, computed by GEMM even for one query.
+    """``queries @ matrix_t`` as a float32 ``[q, n]`` array (``matrix_t``: ``[dim, n]``, possibly a column slice).
 
-    ``matrix_t`` is the ``[dim, n]`` transpose of the item matrix (contiguous, or a transposed view of a gathered
-    subset); torch runs the product on the calling thread's OpenMP setting and releases the GIL meanwhile.
+    torch runs the product on the calling thread's OpenMP setting and releases the GIL meanwhile. A lone query row is
+    padded to two so that it runs as a matrix-matrix product like a batch (the matrix-vector kernel is slower on a
+    column slice). The scores only steer the pruned scan: the reported ones come from :func:`exact_scores`.
     """
     rows = queries.shape[0]
     if rows == 1:
@@ -49,30 +65,19 @@ def score_rows(queries: np.ndarray, matrix_t: torch.Tensor) -> np.ndarray:
     return torch.mm(torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)), matrix_t).numpy()
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions and values of the ``k`` largest ``scores``, best first, ties by lower position.
+def exact_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """``vectors @ query`` accumulated in float64 in a fixed order, rounded to float32: the same bits every time.
 
-    ``scores`` is one 1-D float32 row; rows knocked out by a filter hold ``-inf``. ``1 <= k <= len(scores)``.
+    Each product of two float32 values is exact in float64, and the row sums run over contiguous float64 rows of the
+    same length, so the result depends on nothing but the two operands.
     """
-    size = scores.shape[0]
-    blocks = size // BLOCK  # block j holds positions j, j + blocks, j + 2 * blocks ... (a column of the reshape)
-    if blocks >= 4 * k:
-        maxima = scores[: blocks * BLOCK].reshape(BLOCK, blocks).max(axis=0)  # contiguous rows: a SIMD reduction
-        threshold = np.partition(maxima, blocks - k)[blocks - k]
-        kept = np.flatnonzero(maxima >= threshold)
-        positions = (kept[None, :] + blocks * np.arange(BLOCK)[:, None]).ravel()
-        if blocks * BLOCK < size:  # the tail outside the blocks: always a candidate
-            positions = np.concatenate((positions, np.arange(blocks * BLOCK, size)))
-    else:
-        positions = np.arange(size)
-    values = scores[positions]
-    if positions.size > k:
-        # Every candidate tied with the k-th best value stays in, so the tie-break below sees all of them.
-        kth = np.partition(values, values.size - k)[values.size - k]
-        keep = values >= kth
-        positions, values = positions[keep], values[keep]
-    order = np.lexsort((positions, -values))[:k]
-    return positions[order], values[order]
+    return (vectors.astype(np.float64) * query.astype(np.float64)).sum(axis=1).astype(np.float32)
+
+
+def rank(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of ``rows`` by ``scores``, best first, ties by lower row."""
+    order = np.lexsort((rows, -scores))[:k]
+    return rows[order], scores[order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,22 +144,63 @@ class MaskCache:
 SUBSET_SHARE = 0.05
 
 
+@dataclass(frozen=True, slots=True)
+class NormLayout:
+    """A snapshot's matrix sorted by row norm, largest first: what the pruned scan reads.
+
+    Attributes
+    ----------
+    matrix_t : torch.Tensor
+        ``[dim, N]`` contiguous transpose of the sorted matrix (sorted position ``p`` is column ``p``): a chunk of
+        positions is a column slice, which the batched product reads fastest.
+    order : np.ndarray
+        ``[N]`` int64, the row at each sorted position.
+    position : np.ndarray
+        ``[N]`` int64, the sorted position of each row (the inverse of ``order``).
+    norms : np.ndarray
+        ``[N + 1]`` float64, the norm at each sorted position, then 0: ``norms[p]`` bounds the norm of every row at
+        position ``p`` or later.
+    """
+
+    matrix_t: torch.Tensor
+    order: np.ndarray
+    position: np.ndarray
+    norms: np.ndarray
+
+    @classmethod
+    def of(cls, vectors: np.ndarray) -> NormLayout:
+        norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
+        order = np.argsort(-norms, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(order.size)
+        return cls(
+            matrix_t=torch.from_numpy(np.ascontiguousarray(vectors[order].T)),
+            order=order,
+            position=position,
+            norms=np.append(norms[order], 0.0),
+        )
+
+    @property
+    def max_norm(self) -> float:
+        return float(self.norms[0])
+
+
 class Derived:
     """Search data derived from one snapshot's matrix, built on first use and shared by its ``replace`` copies."""
 
     def __init__(self, vectors: np.ndarray) -> None:
         self._vectors = vectors
-        self._transposed: torch.Tensor | None = None
+        self._layout: NormLayout | None = None
         self._lock = threading.Lock()
         self.masks = MaskCache()
 
-    def transposed(self) -> torch.Tensor:
-        """The ``[dim, N]`` contiguous transpose: the layout the batched product reads fastest."""
-        if self._transposed is None:
+    def layout(self) -> NormLayout:
+        """The norm-sorted layout (a second copy of the matrix: 25.6 MB for 100k x 64)."""
+        if self._layout is None:
             with self._lock:
-                if self._transposed is None:
-                    self._transposed = torch.from_numpy(np.ascontiguousarray(self._vectors.T))
-        return self._transposed
+                if self._layout is None:
+                    self._layout = NormLayout.of(self._vectors)
+        return self._layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,38 +324,148 @@ def _hits(col: Snapshot, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
     ]
 
 
-def select(col: Snapshot, scores: np.ndarray, k: int, plan: Plan) -> list[Hit]:
-    """The top ``k`` rows ``plan`` allows, from one query's scores of every row of ``col`` (modified in place)."""
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One query row of a search: its vector, how many hits it wants and which rows it may return."""
+
+    query: np.ndarray  # [dim] float32
+    k: int
+    plan: Plan
+
+
+class _Scan:
+    """One query's progress through a pruned scan: its candidates so far and its ``k``-th best score."""
+
+    __slots__ = ("approx", "kth", "norm", "positions", "request", "slack")
+
+    def __init__(self, request: Request, max_norm: float, relative_error: float) -> None:
+        self.request = request
+        self.norm = float(np.sqrt(np.dot(request.query.astype(np.float64), request.query.astype(np.float64))))
+        #: Bound on |float32 score - exact score| of any row (relative error times the largest |q| |v|).
+        self.slack = relative_error * self.norm * max_norm
+        self.positions = np.empty(0, dtype=np.int64)  # sorted positions of the candidates
+        self.approx = np.empty(0, dtype=np.float32)  # their float32 scores
+        self.kth = -np.inf
+
+    def add(self, start: int, scores: np.ndarray) -> None:
+        """Take the candidates of one chunk (``scores`` of positions ``start ...``, masked rows at ``-inf``)."""
+        lower = max(self.kth - 2 * self.slack, _LOWEST)
+        new = np.flatnonzero(scores >= lower)
+        if not new.size:
+            return
+        positions = np.concatenate((self.positions, new + start))
+        approx = np.concatenate((self.approx, scores[new]))
+        k = self.request.k
+        if approx.size >= k:
+            self.kth = float(np.partition(approx, approx.size - k)[approx.size - k])
+            keep = approx >= self.kth - 2 * self.slack
+            positions, approx = positions[keep], approx[keep]
+        self.positions, self.approx = positions, approx
+
+    def done(self, bound: float, relative_error: float) -> bool:
+        """Whether no row of norm ``bound`` or less can reach this query's top ``k``.
+
+        The ``k`` candidates at or above ``kth`` have exact scores of at least ``kth - slack``; a row not scanned yet
+        scores at most ``|q| * bound`` (Cauchy-Schwarz, widened by the rounding of the norms).
+        """
+        return self.kth - self.slack > self.norm * bound * (1 + relative_error)
+
+
+def _chunk_scores(scan: _Scan, layout: NormLayout, start: int, scores: np.ndarray) -> np.ndarray:
+    """One query's float32 scores of a chunk with the rows its plan forbids at ``-inf`` (``scores`` is modified)."""
+    plan = scan.request.plan
+    end = start + scores.shape[0]
     if plan.mask is not None:
-        scores += plan.mask.penalty
+        scores += plan.mask.penalty[layout.order[start:end]]
     if plan.excluded.size:
-        scores[plan.excluded] = -np.inf
-    return _hits(col, *top_k(scores, k))
+        at = layout.position[plan.excluded]
+        scores[at[(at >= start) & (at < end)] - start] = -np.inf
+    return scores
+
+
+def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each request's top ``k`` allowed rows and their scores, best first, ties by lower row (module docstring).
+
+    Requests whose plan lists its few ``candidates`` score exactly those; the others share one pruned scan of the
+    norm-sorted matrix, each leaving it as soon as its top ``k`` is settled.
+    """
+    out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64), np.empty(0, np.float32))] * len(requests)
+    relative_error = error_bound(col.info.dim)
+    scans: list[tuple[int, _Scan]] = []
+    layout: NormLayout | None = None
+    for i, request in enumerate(requests):
+        if request.k <= 0:
+            continue
+        if request.plan.candidates is not None:
+            out[i] = _top_candidates(col, request, relative_error)
+            continue
+        if layout is None:
+            layout = col.derived.layout()
+        scans.append((i, _Scan(request, layout.max_norm, relative_error)))
+    if layout is None:
+        return out
+    size, start, active = len(col.ids), 0, scans
+    chunk = FIRST_CHUNK
+    while active and start < size:
+        end = min(size, start + chunk)
+        scores = score_rows(np.stack([s.request.query for _, s in active]), layout.matrix_t[:, start:end])
+        still = []
+        for (i, scan), row in zip(active, scores, strict=True):
+            scan.add(start, _chunk_scores(scan, layout, start, row))
+            if end < size and not scan.done(float(layout.norms[end]), relative_error):
+                still.append((i, scan))
+        active, start, chunk = still, end, chunk * 2
+    for i, scan in scans:
+        out[i] = _exact_top(col, scan.request, layout.order[scan.positions], scan.approx, scan.slack)
+    return out
+
+
+def _top_candidates(col: Snapshot, request: Request, relative_error: float) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``k`` of a plan's few candidate rows. numpy's einsum runs its own SIMD loop on this thread: a torch
+    product here would wake an OpenMP team on a request thread, which costs 20x the product itself on a small
+    machine."""
+    rows = request.plan.candidates
+    assert rows is not None
+    approx = np.einsum("nd,d->n", col.vectors[rows], request.query)
+    norm = float(np.linalg.norm(request.query.astype(np.float64)))
+    max_norm = float(np.sqrt(np.einsum("ij,ij->i", col.vectors[rows], col.vectors[rows], dtype=np.float64).max()))
+    return _exact_top(col, request, rows, approx, relative_error * norm * max_norm)
+
+
+def _exact_top(
+    col: Snapshot, request: Request, rows: np.ndarray, approx: np.ndarray, slack: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rank ``rows`` (every allowed row that may be in the top ``k``, with float32 scores ``approx`` within
+    ``slack`` of the exact ones) by exact score: only rows within ``2 * slack`` of the ``k``-th best are rescored."""
+    k = request.k
+    if approx.size > k:
+        kth = np.partition(approx, approx.size - k)[approx.size - k]
+        keep = approx >= kth - 2 * slack
+        rows = rows[keep]
+    return rank(rows, exact_scores(request.query, col.vectors[rows]), k)
 
 
 def search(col: Snapshot, queries: np.ndarray, k: int, plan: Plan) -> list[list[Hit]]:
     """The top ``k`` rows ``plan`` allows for each query row, computed on the calling thread."""
-    if plan.candidates is not None:
-        # A few rows: numpy's einsum runs its own SIMD loop on this thread. A torch product here would wake an
-        # OpenMP team on a request thread, which costs 20x the product itself on a small machine.
-        scores = np.einsum("qd,nd->qn", queries, col.vectors[plan.candidates])
-        return [_hits(col, plan.candidates[rows], values) for rows, values in (top_k(row, k) for row in scores)]
-    return [select(col, row, k, plan) for row in score_rows(queries, col.derived.transposed())]
+    return [_hits(col, *found) for found in top_rows(col, [Request(q, k, plan) for q in queries])]
 
 
-def score_batch(requests: Sequence[tuple[Snapshot, np.ndarray]]) -> list[np.ndarray]:
-    """The coalescer's work: each one-row query's scores of every row of its collection, one product per snapshot.
+def search_batch(requests: Sequence[tuple[Snapshot, Request]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The coalescer's work: each request's top rows and scores, one pruned scan per snapshot in the batch.
 
-    Only the product runs here (it releases the GIL); each caller then runs :func:`select` on its own row, so the
-    worker thread needs the GIL, which a busy event loop holds, as little as possible.
+    The matrix products release the GIL; the bookkeeping between them is a few numpy calls per query and chunk.
     """
-    rows: list[np.ndarray] = [np.empty(0, np.float32)] * len(requests)
+    results: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64), np.empty(0, np.float32))] * len(requests)
     groups: dict[int, list[int]] = {}
     for i, (col, _) in enumerate(requests):
         groups.setdefault(id(col), []).append(i)
     for members in groups.values():
         col = requests[members[0]][0]
-        scores = score_rows(np.stack([requests[i][1] for i in members]), col.derived.transposed())
-        for i, row in zip(members, scores, strict=True):
-            rows[i] = row
-    return rows
+        for i, found in zip(members, top_rows(col, [requests[i][1] for i in members]), strict=True):
+            results[i] = found
+    return results
+
+
+def hits(col: Snapshot, found: tuple[np.ndarray, np.ndarray]) -> list[Hit]:
+    """The hits of one request's ``(rows, scores)``."""
+    return _hits(col, *found)
