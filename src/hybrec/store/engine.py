@@ -17,6 +17,8 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _ENGINES: dict[str, Engine] = {}
+#: Pooled connections of a SQLite file database (see :func:`create_store_engine`).
+SQLITE_POOL_SIZE = 40
 _LOCK = threading.Lock()
 
 
@@ -48,9 +50,16 @@ def create_store_engine(database_url: str) -> Engine:
     """A new engine for ``database_url``; creates a SQLite file's parent folder. Prefer :func:`get_engine`."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        pool: dict[str, int] = {}
+        if url.database and url.database != ":memory:":
+            # A file database gets a queue pool. The API reads from up to 40 request threads (anyio's thread pool);
+            # with SQLAlchemy's default 5 + 10 overflow, the overflow connections were opened (five PRAGMAs) and
+            # closed again on every request under load. An idle SQLite connection costs a file handle and a page
+            # cache, so keep enough of them.
+            pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": 10}
+            if not url.database.startswith("file:"):
+                Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
