@@ -8,7 +8,7 @@ import socket
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hybrec.chat.engine import ChatEngine
 from hybrec.chat.memory import ChatStore, UnknownSession
@@ -18,7 +18,7 @@ from hybrec.llm.openai_compat import OpenAICompatLLM
 from hybrec.llm.rules import RuleBasedLLM
 from hybrec.retrieval.search import ProductSearch
 from hybrec.store.engine import session_scope
-from hybrec.store.models import ChatSession, User
+from hybrec.store.models import ChatMessage, ChatSession, User
 from hybrec.vectors.filters import Filter
 
 pytestmark = pytest.mark.shared_data
@@ -236,3 +236,20 @@ def test_the_als_vector_personalises_the_order(gift_shop) -> None:
     # A new shopper has no vector: pure relevance, the same order as without personalisation.
     assert [i.item_id for i in engine.turn("new-shopper", COFFEE).items] == [i.item_id for i in plain.items]
     assert personaliser.asked == ["known-shopper", "new-shopper"]
+
+
+def test_warm_up_reads_the_instruction_and_stores_nothing(gift_shop, scripted) -> None:
+    llm = scripted({"TurnReading": ['{"mode": "small_talk"}']}, replies=[])
+    engine = gift_shop.engine(llm)
+
+    def chat_rows() -> tuple[int, int]:
+        with session_scope(gift_shop.settings.database_url) as db:
+            return (
+                int(db.scalar(select(func.count()).select_from(ChatSession)) or 0),
+                int(db.scalar(select(func.count()).select_from(ChatMessage)) or 0),
+            )
+
+    before = chat_rows()
+    assert engine.warm_up() >= 0
+    assert [c for c, _ in llm.calls] == ["structured:TurnReading"]
+    assert chat_rows() == before

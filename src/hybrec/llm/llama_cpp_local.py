@@ -6,13 +6,15 @@ without naming its format. Structured output uses llama-cpp-python's ``response_
 output always parses; pydantic validation (with one retry) still guards what the grammar cannot express.
 
 llama.cpp's context is not thread-safe: calls are serialised by a lock, a stream holding it until it is exhausted
-or closed. ``n_threads=1`` is the default because on a small shared machine more threads contend for the cores
-(measured: 2 threads on a busy 2-core machine made generation ~20x slower).
+or closed. Generation threads are fixed (``n_threads``) or chosen per call from the idle CPUs (``n_threads=None``, the
+setting's default; see :mod:`hybrec.llm.cpu_threads`), because on a small shared machine a second decoding thread
+helps only when a core is free.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,6 +34,7 @@ from hybrec.llm.base import (
     validate_messages,
     wire_messages,
 )
+from hybrec.llm.cpu_threads import idle_cpus, threads_for
 from hybrec.llm.prefix_cache import PrefixStates, prefix_caching_llama_class
 
 if TYPE_CHECKING:
@@ -47,8 +50,10 @@ class LlamaCppLLM:
     ----------
     model_path : Path
         The GGUF file (see :func:`hybrec.llm.weights.ensure_weights` for the verified embedded profiles).
-    n_threads : int, default 1
-        Generation threads.
+    n_threads : int or None, default 1
+        Generation threads; None chooses them before every call from the CPUs idle at that moment
+        (:mod:`hybrec.llm.cpu_threads`: two threads decode ~1.8x faster on a free 2-core machine, ~1.7x slower when
+        another process holds the second core).
     n_threads_batch : int, optional
         Prompt-processing threads (default: ``n_threads``). Reading a prompt is compute-bound work in large batches,
         which a second core speeds up even where token-by-token generation on two threads stalls.
@@ -74,7 +79,7 @@ class LlamaCppLLM:
         self,
         model_path: Path,
         *,
-        n_threads: int = 1,
+        n_threads: int | None = 1,
         n_threads_batch: int | None = None,
         prompt_cache_bytes: int = 256 << 20,
         n_ctx: int = 4096,
@@ -82,6 +87,9 @@ class LlamaCppLLM:
         chat_format: str | None = None,
         name: str | None = None,
     ) -> None:
+        self._adaptive = n_threads is None
+        self._cpus = os.cpu_count() or 1
+        n_threads = 1 if n_threads is None else n_threads
         n_threads_batch = n_threads if n_threads_batch is None else n_threads_batch
         if n_threads < 1 or n_threads_batch < 1 or n_ctx < 64 or prompt_cache_bytes < 0:
             raise ValueError(
@@ -115,11 +123,12 @@ class LlamaCppLLM:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMUnavailable(f"cannot load GGUF model {model_path}: {exc}") from exc
+        self._threads = (n_threads, n_threads_batch)
         logger.info(
-            "loaded %s (n_ctx=%d, n_threads=%d, n_threads_batch=%d, prompt cache %d MiB)",
+            "loaded %s (n_ctx=%d, n_threads=%s, n_threads_batch=%d, prompt cache %d MiB)",
             model_path,
             n_ctx,
-            n_threads,
+            "auto" if self._adaptive else n_threads,
             n_threads_batch,
             prompt_cache_bytes >> 20,
         )
@@ -217,6 +226,8 @@ class LlamaCppLLM:
         response_format: dict[str, Any] | None = None,
     ) -> Any:
         wire = wire_messages(messages, max_tokens=max_tokens, temperature=temperature)
+        if self._adaptive:
+            self._set_generation_threads(threads_for(idle_cpus(self._cpus), self._cpus))
         try:
             return self._llama.create_chat_completion(
                 messages=wire,  # type: ignore[arg-type]
@@ -228,3 +239,18 @@ class LlamaCppLLM:
             )
         except ValueError as exc:  # llama-cpp-python's error for a prompt longer than the context window
             raise LLMRequestError(f"{self.name}: {exc}") from exc
+
+    def _set_generation_threads(self, n_threads: int) -> None:
+        """Decode on ``n_threads`` threads from the next call on (called with the model lock held)."""
+        if n_threads == self._threads[0]:
+            return
+        from llama_cpp import llama_cpp
+
+        llama_cpp.llama_set_n_threads(self._llama._ctx.ctx, n_threads, self._threads[1])
+        logger.debug("decoding on %d thread(s)", n_threads)
+        self._threads = (n_threads, self._threads[1])
+
+    @property
+    def generation_threads(self) -> int:
+        """The threads the last call decoded on (fixed unless the model was built with ``n_threads=None``)."""
+        return self._threads[0]

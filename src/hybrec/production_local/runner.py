@@ -235,7 +235,8 @@ class LocalProduction:
         port = find_free_port()
         settings = get_settings()
         server = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLM_ALIAS]
-        threads = ["--n_threads", str(settings.llm_threads), "--n_threads_batch", str(settings.llm_batch_threads)]
+        # The server's threads are fixed at start: one decoding thread unless pinned (it shares the machine).
+        threads = ["--n_threads", str(settings.llm_threads or 1), "--n_threads_batch", str(settings.llm_batch_threads)]
         tuning = [*threads, "--n_ctx", "2048"]
         command = [*server, "--host", "127.0.0.1", "--port", str(port), *tuning]
         self.group.start("llm_server", command, env={"PYTHONUNBUFFERED": "1"})

@@ -1,0 +1,36 @@
+"""The answer prompt stays short: clipped names, one clipped review per product."""
+
+from __future__ import annotations
+
+from hybrec.chat.grounding import ground_reply
+from hybrec.chat.prompts import PROMPT_NAME_CHARS, PROMPT_SNIPPET_CHARS, clip, describe_item
+from hybrec.chat.schemas import ChatItem
+
+LONG_NAME = (
+    "3M Secure Fit Safety Glasses SF201AF Clear Anti-Fog Lens Adjustable Temples Lightweight "
+    "Wraparound Design for Construction Workshop Laboratory Use Pack of 20"
+)
+
+
+def test_clip_cuts_at_a_word_boundary() -> None:
+    assert clip("short name", 40) == "short name"
+    clipped = clip(LONG_NAME, PROMPT_NAME_CHARS)
+    assert len(clipped) <= PROMPT_NAME_CHARS + 3 and clipped.endswith("...")
+    assert LONG_NAME.startswith(clipped.removesuffix("..."))
+    assert clip("x" * 50, 10) == "x" * 10 + "..."  # no space to cut at
+
+
+def test_describe_item_keeps_one_short_review() -> None:
+    item = ChatItem("i1", LONG_NAME, "3M", 24.5, 4.6, 1.0)
+    line = describe_item(1, item, ["great " * 60, "second review"])
+    assert line.count("review:") == 1 and "second review" not in line
+    review = line.split('review: "')[1].rstrip('"')
+    assert len(review) <= PROMPT_SNIPPET_CHARS + 3
+    assert "brand 3M" in line and "price $24.50" in line and "rated 4.6/5" in line
+
+
+def test_a_reply_naming_the_clipped_name_is_grounded() -> None:
+    item = ChatItem("i1", LONG_NAME, "3M", 24.5, 4.6, 1.0)
+    name = clip(LONG_NAME, PROMPT_NAME_CHARS).removesuffix("...")
+    check = ground_reply(f"The **{name}** is a solid pick at $24.50.", [item], "safety glasses")
+    assert check.clean and check.text.startswith("The **3M Secure Fit")
