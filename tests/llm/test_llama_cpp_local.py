@@ -93,3 +93,33 @@ def test_prompt_longer_than_context_is_a_clear_error(llm: LlamaCppLLM) -> None:
 def test_missing_model_file_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(LLMUnavailable, match="does not exist"):
         LlamaCppLLM(tmp_path / "nope.gguf")
+
+
+def test_flat_objects_are_decoded_field_by_field_with_fewer_generated_tokens(
+    llm: LlamaCppLLM, shopping_filter: type[BaseModel], filter_system_prompt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keys are read as prompt (hybrec.llm.guided_json): the same object comes out of fewer model passes."""
+    generated: list[int] = []
+    real_generate = llm._llama.generate
+
+    def counting_generate(*args: object, **kwargs: object) -> Iterator[int]:
+        for token in real_generate(*args, **kwargs):  # type: ignore[arg-type]
+            generated.append(token)
+            yield token
+
+    monkeypatch.setattr(llm._llama, "generate", counting_generate)
+    messages = [
+        ChatMessage("system", filter_system_prompt),
+        ChatMessage("user", "I want a Samsung phone rated at least 4 stars, max 500 dollars"),
+    ]
+    assert llm._plan(shopping_filter) is not None  # the GGUF's chat template is known, the schema is flat
+    by_fields = llm.structured(messages, shopping_filter, max_tokens=64)
+    field_tokens = len(generated)
+
+    generated.clear()
+    monkeypatch.setitem(llm._plans, shopping_filter, None)  # the whole-schema grammar, as for nested schemas
+    whole = llm.structured(messages, shopping_filter, max_tokens=64)
+
+    assert by_fields == whole
+    assert by_fields.max_price == 500 and by_fields.min_rating == 4  # type: ignore[attr-defined]
+    assert 0 < field_tokens < len(generated)

@@ -50,8 +50,12 @@ class QueryFilters(BaseModel):
         return {k: v for k, v in self.model_dump(exclude={"product"}).items() if v is not None}
 
 
-class TurnReading(RouteDecision, QueryFilters):
-    """Route and extraction in one constrained generation (one model call per message instead of two)."""
+class TurnReading(QueryFilters, RouteDecision):
+    """Route and extraction in one constrained generation (one model call per message instead of two).
+
+    The bases are listed so that ``mode`` is the first field (pydantic orders fields from the last base on): the
+    model writes the keys in field order, and the routing prompt's examples start with ``mode``.
+    """
 
     def filters(self) -> QueryFilters:
         return QueryFilters.model_validate(self.model_dump(exclude={"mode"}))

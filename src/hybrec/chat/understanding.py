@@ -113,7 +113,11 @@ class Understander:
             # A small model reads "show me more" as a new search now and then (seen with the 0.5B profile); the
             # message names nothing to search for, so it continues the last search.
             mode = "more_of_category"
-        if mode == "small_talk" and rules.constraints():
+        # Small talk wants no product by definition; the 1.5B model still answers small_talk for "I need a cordless
+        # drill from DeWalt" now and then while extracting the product correctly. (The rules' "product" is the
+        # message's leftover words, so only a model's counts.)
+        model_product = extracted is not None and extracted.product and not isinstance(self.llm, RuleBasedLLM)
+        if mode == "small_talk" and (rules.constraints() or model_product):
             mode = "new_search"
         result.mode = mode
         if extracted is not None and mode in ("new_search", "more_of_category"):

@@ -1,9 +1,11 @@
 """Embedded LLM backend: llama.cpp in-process through llama-cpp-python, on a GGUF file.
 
 The chat template comes from the GGUF's own metadata (``tokenizer.chat_template``), so any instruct model works
-without naming its format. Structured output uses llama-cpp-python's ``response_format={"type": "json_object",
-"schema": ...}``, which compiles the JSON schema to a GBNF grammar and constrains sampling token by token, so the
-output always parses; pydantic validation (with one retry) still guards what the grammar cannot express.
+without naming its format. Structured output of a flat object is decoded field by field (:mod:`hybrec.llm.guided_json`:
+the keys are read as prompt, only the values are generated, each under its property's grammar); other schemas use
+llama-cpp-python's ``response_format={"type": "json_object", "schema": ...}``, which compiles the whole JSON schema to
+a GBNF grammar. Either way sampling is constrained token by token, so the output parses; pydantic validation (with
+one retry) still guards what the grammar cannot express.
 
 llama.cpp's context is not thread-safe: calls are serialised by a lock, a stream holding it until it is exhausted
 or closed. Generation threads are fixed (``n_threads``) or chosen per call from the idle CPUs (``n_threads=None``, the
@@ -35,6 +37,7 @@ from hybrec.llm.base import (
     wire_messages,
 )
 from hybrec.llm.cpu_threads import idle_cpus, threads_for
+from hybrec.llm.guided_json import FieldPlan, TokenBudgetExceeded, decode_fields, field_plan
 from hybrec.llm.prefix_cache import PrefixStates, prefix_caching_llama_class
 
 if TYPE_CHECKING:
@@ -124,6 +127,8 @@ class LlamaCppLLM:
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMUnavailable(f"cannot load GGUF model {model_path}: {exc}") from exc
         self._threads = (n_threads, n_threads_batch)
+        self._plans: dict[type, FieldPlan | None] = {}
+        self._formatter = self._template_formatter()
         logger.info(
             "loaded %s (n_ctx=%d, n_threads=%s, n_threads_batch=%d, prompt cache %d MiB)",
             model_path,
@@ -184,11 +189,14 @@ class LlamaCppLLM:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float = 0.0,
     ) -> ModelT:
-        """A ``schema`` instance decoded under a grammar compiled from its JSON schema, retried once if invalid."""
+        """A ``schema`` instance decoded under grammars compiled from its JSON schema, retried once if invalid."""
         response_format = {"type": "json_object", "schema": json_schema_of(schema)}
+        plan = self._plan(schema)
 
         def generate(conversation: list[ChatMessage]) -> str:
             with self._lock:
+                if plan is not None:
+                    return self._decode_fields(conversation, plan, max_tokens=max_tokens, temperature=temperature)
                 result = self._chat(
                     conversation,
                     max_tokens=max_tokens,
@@ -239,6 +247,73 @@ class LlamaCppLLM:
             )
         except ValueError as exc:  # llama-cpp-python's error for a prompt longer than the context window
             raise LLMRequestError(f"{self.name}: {exc}") from exc
+
+    def _plan(self, schema: type) -> FieldPlan | None:
+        """The field-by-field plan of ``schema`` (None: decode under the whole-schema grammar), built once."""
+        if self._formatter is None:
+            return None
+        if schema not in self._plans:
+            self._plans[schema] = field_plan(json_schema_of(schema))
+        return self._plans[schema]
+
+    def _template_formatter(self) -> Any:
+        """The GGUF chat template as a prompt formatter (what llama-cpp-python's chat handler applies), or None when
+        the model uses another chat format (then structured output keeps the whole-schema grammar)."""
+        if self._llama.chat_format != "chat_template.default" or "tokenizer.chat_template" not in self._llama.metadata:
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def text(token: int) -> str:
+            return self._llama._model.token_get_text(token) if token != -1 else ""
+
+        eos = self._llama.token_eos()
+        return Jinja2ChatFormatter(
+            template=self._llama.metadata["tokenizer.chat_template"],
+            eos_token=text(eos),
+            bos_token=text(self._llama.token_bos()),
+            stop_token_ids=[eos],
+        )
+
+    def _decode_fields(
+        self, messages: Sequence[ChatMessage], plan: FieldPlan, *, max_tokens: int, temperature: float
+    ) -> str:
+        """One object of ``plan`` generated value by value after the chat prompt (called with the model lock held)."""
+        from llama_cpp import LlamaGrammar
+
+        llama = self._llama
+        formatted = self._formatter(messages=wire_messages(messages, max_tokens=max_tokens, temperature=temperature))
+        prompt = llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        if len(prompt) + max_tokens > llama.n_ctx():
+            raise LLMRequestError(
+                f"{self.name}: the prompt ({len(prompt)} tokens) and max_tokens ({max_tokens}) exceed the context "
+                f"window of {llama.n_ctx()} tokens"
+            )
+        if self._adaptive:
+            self._set_generation_threads(threads_for(idle_cpus(self._cpus), self._cpus))
+
+        def generate(tokens: list[int], grammar: str) -> Any:
+            return llama.generate(
+                tokens,
+                temp=temperature,
+                top_k=40,
+                top_p=0.95,
+                min_p=0.05,
+                repeat_penalty=1.0,
+                grammar=LlamaGrammar.from_string(grammar, verbose=False),
+            )
+
+        try:
+            return decode_fields(
+                plan,
+                prompt,
+                tokenize=lambda text: llama.tokenize(text.encode("utf-8"), add_bos=False, special=False),
+                detokenize=lambda tokens, previous: llama.detokenize(tokens, prev_tokens=previous),
+                generate=generate,
+                max_tokens=max_tokens,
+            )
+        except TokenBudgetExceeded as exc:
+            logger.warning("%s: structured output ran out of tokens (%d)", self.name, max_tokens)
+            return str(exc.args[0])
 
     def _set_generation_threads(self, n_threads: int) -> None:
         """Decode on ``n_threads`` threads from the next call on (called with the model lock held)."""
