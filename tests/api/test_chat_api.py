@@ -140,3 +140,66 @@ def test_concurrent_first_requests_build_one_engine(gift_shop, monkeypatch: pyte
             thread.join()
     assert statuses == [200] * 4
     assert len(built) == 1 and app.state.chat_engine is built[0]
+
+
+def _wait_for_warm_up(app, seconds: float = 120.0) -> str:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not app.state.chat_warm_up.startswith(("done", "failed")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return str(app.state.chat_warm_up)
+
+
+def test_a_serving_app_warms_the_engine_up_at_startup(gift_shop, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """``hybrec serve`` builds apps with warm_up=True: the engine exists before the first request, which uses it."""
+    from hybrec.chat.engine import ChatEngine
+
+    built: list[object] = []
+
+    def build(settings, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(gift_shop.engine())
+        return built[-1]
+
+    monkeypatch.setattr(ChatEngine, "from_settings", staticmethod(build))
+    app = create_app(gift_shop.settings, components=("chat",), warm_up=True)
+    with TestClient(app) as client:
+        assert _wait_for_warm_up(app).startswith("done in")
+        assert len(built) == 1
+        ready = client.get("/ready").json()
+        assert ready["checks"]["chat_warm_up"]["detail"].startswith("done in")
+        assert client.post("/v1/chat", json={"user_id": "after-warm-up", "message": COFFEE}).status_code == 200
+    assert len(built) == 1 and app.state.chat_engine is built[0]
+
+
+def test_a_failed_warm_up_is_reported_and_the_first_request_tries_again(  # type: ignore[no-untyped-def]
+    gift_shop,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hybrec.chat.engine import ChatEngine
+
+    attempts: list[int] = []
+
+    def build(settings, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("model file missing")
+        return gift_shop.engine()
+
+    monkeypatch.setattr(ChatEngine, "from_settings", staticmethod(build))
+    app = create_app(gift_shop.settings, components=("chat",), warm_up=True)
+    with TestClient(app) as client:
+        assert _wait_for_warm_up(app) == "failed (RuntimeError); the first chat request loads the models"
+        assert client.get("/ready").json()["checks"]["chat_warm_up"]["ok"] is True  # reco may still serve
+        assert client.post("/v1/chat", json={"user_id": "after-failure", "message": COFFEE}).status_code == 200
+    assert len(attempts) == 2
+
+
+def test_apps_built_without_warm_up_load_nothing_at_startup(gift_shop, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    from hybrec.chat.engine import ChatEngine
+
+    monkeypatch.setattr(ChatEngine, "from_settings", staticmethod(lambda *a, **k: pytest.fail("built at startup")))
+    app = create_app(gift_shop.settings, components=("chat",))
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        assert app.state.chat_engine is None and app.state.chat_warm_up.startswith("not started")

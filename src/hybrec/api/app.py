@@ -67,6 +67,7 @@ def create_app(
     components: Sequence[str] = ("reco",),
     *,
     recommender: Recommender | None = None,
+    warm_up: bool = False,
 ) -> FastAPI:
     """Build the API.
 
@@ -78,6 +79,9 @@ def create_app(
         ``reco``, ``trainer`` and/or the names of route modules under ``hybrec.api.routes`` (e.g. ``chat``).
     recommender : Recommender, optional
         An already built recommender (tests, benchmarks); by default one is built from ``settings`` at startup.
+    warm_up : bool, default False
+        At startup, call each component module's ``warm_up(app)`` (chat: load the models and read the routing
+        instruction in the background). ``hybrec serve`` turns it on; tests building many apps leave it off.
     """
     settings = settings or get_settings()
     metrics = Metrics()
@@ -103,6 +107,10 @@ def create_app(
                 item_index=None if recommender is None else recommender.item_index,
             )
             app.state.scheduler.start()
+        if warm_up:
+            for module in extra_modules:
+                if hasattr(module, "warm_up"):
+                    module.warm_up(app)
         try:
             yield
         finally:

@@ -42,6 +42,7 @@ from hybrec.chat.understanding import Understander, Understanding
 from hybrec.llm import LLM, LLMError
 from hybrec.llm.rules import RuleBasedLLM
 from hybrec.retrieval.search import ProductSearch, ScoredProduct
+from hybrec.vectors.base import CollectionNotFound
 from hybrec.vectors.filters import Filter
 
 if TYPE_CHECKING:
@@ -156,13 +157,18 @@ class ChatEngine:
         )
 
     def warm_up(self) -> float:
-        """Read the routing instruction once, outside any session (nothing is stored); returns the seconds taken.
+        """Run one product search and read the routing instruction once, outside any session (nothing is stored);
+        returns the seconds taken.
 
         The first turn after a start reads the whole understanding instruction (~270 tokens, 10-20 s for the
         embedded 1.5B model on a CPU); with the embedded model's prompt cache (:mod:`hybrec.llm.prefix_cache`) every
         later turn reuses it, so a warm-up moves that cost from the first shopper to the start.
         """
         started = time.perf_counter()
+        try:  # the first search builds the lexical index and runs the embedder and reranker once
+            self.search.search("gift", n=1)
+        except CollectionNotFound:
+            logger.warning("no product index yet (run `hybrec index catalog`); warm-up skips the search")
         self.understander.understand("hello")
         return time.perf_counter() - started
 

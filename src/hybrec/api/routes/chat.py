@@ -119,13 +119,43 @@ class SeedResponse(BaseModel):
 
 
 def setup(app: FastAPI, settings: Settings) -> None:
-    """Called by ``create_app``: the engine is built lazily on first use (or injected as ``app.state.chat_engine``)."""
+    """Called by ``create_app``: the engine is built lazily on first use (or injected as ``app.state.chat_engine``),
+    or at startup by :func:`warm_up` when the server asks for it."""
     if not hasattr(app.state, "chat_engine"):
         app.state.chat_engine = None
     app.state.chat_engine_lock = threading.Lock()
+    app.state.chat_warm_up = "not started (the models load with the first chat request)"
     # An unknown session is the client's 404; a product index not built yet is a 503 naming the command to run.
     add_error_statuses(app, {UnknownSession: 404, CollectionNotFound: 503})
-    app.state.readiness_checks = [*getattr(app.state, "readiness_checks", ()), _reranker_check]
+    app.state.readiness_checks = [
+        *getattr(app.state, "readiness_checks", ()),
+        _reranker_check,
+        lambda: {"chat_warm_up": (True, app.state.chat_warm_up)},
+    ]
+
+
+def warm_up(app: FastAPI) -> threading.Thread:
+    """Build the engine and run :meth:`ChatEngine.warm_up` in a background thread (called at startup by servers).
+
+    Loading the models and reading the routing instruction take 10-30 s on a CPU with the embedded LLM; done here,
+    the first shopper after a start does not pay for them. ``/ready`` reports the progress (``chat_warm_up``) but
+    does not wait for it: requests arriving meanwhile wait for the engine as they would without a warm-up.
+    """
+
+    def run() -> None:
+        app.state.chat_warm_up = "loading the models"
+        try:
+            seconds = engine_of(app).warm_up()
+        except Exception as exc:  # the first request will try again and answer (degraded if need be)
+            logger.exception("chat warm-up failed")
+            app.state.chat_warm_up = f"failed ({type(exc).__name__}); the first chat request loads the models"
+            return
+        app.state.chat_warm_up = f"done in {seconds:.1f} s"
+        logger.info("chat engine warmed up in %.1f s", seconds)
+
+    thread = threading.Thread(target=run, name="chat-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _reranker_check() -> dict[str, tuple[bool, str]]:
@@ -134,21 +164,26 @@ def _reranker_check() -> dict[str, tuple[bool, str]]:
     return {"reranker": (True, reranker_status().describe())}
 
 
-def get_engine(request: Request) -> ChatEngine:
-    engine: ChatEngine | None = getattr(request.app.state, "chat_engine", None)
+def engine_of(app: FastAPI) -> ChatEngine:
+    """The app's chat engine, built on first use (by one caller: concurrent ones wait for it)."""
+    engine: ChatEngine | None = getattr(app.state, "chat_engine", None)
     if engine is not None:
         return engine
     # Concurrent first requests would otherwise each load the models (the embedded 1.5B LLM takes ~1.8 GB a copy).
-    with request.app.state.chat_engine_lock:
-        engine = getattr(request.app.state, "chat_engine", None)
+    with app.state.chat_engine_lock:
+        engine = getattr(app.state, "chat_engine", None)
         if engine is None:
             # In the same process as the collaborative engine, its recommender personalises the ranking once it
             # offers the Personaliser methods (user_vector, score_items).
-            recommender = getattr(request.app.state, "recommender", None)
+            recommender = getattr(app.state, "recommender", None)
             personaliser = recommender if isinstance(recommender, Personaliser) else None
-            engine = ChatEngine.from_settings(request.app.state.settings, personaliser=personaliser)
-            request.app.state.chat_engine = engine
+            engine = ChatEngine.from_settings(app.state.settings, personaliser=personaliser)
+            app.state.chat_engine = engine
     return engine
+
+
+def get_engine(request: Request) -> ChatEngine:
+    return engine_of(request.app)
 
 
 EngineDep = Annotated[ChatEngine, Depends(get_engine)]
