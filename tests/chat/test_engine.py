@@ -192,6 +192,17 @@ def test_stream_with_an_llm_drops_ungrounded_sentences(gift_shop, scripted) -> N
     assert probe.items[0].name in reply and "Dunkin" not in reply
 
 
+def test_a_reply_cut_by_the_token_limit_ends_on_its_last_whole_sentence(gift_shop, scripted) -> None:
+    probe = gift_shop.engine().turn("cut-probe", COFFEE)
+    cut = f"Try the {probe.items[0].name}. It is a good gift for a coffee lo"
+    llm = scripted({"TurnReading": ['{"mode": "new_search"}'] * 2}, replies=[cut, cut])
+    engine = gift_shop.engine(llm)
+    assert engine.turn("cut-turn", COFFEE).reply.endswith(f"Try the {probe.items[0].name}.")
+    streamed = list(engine.stream_turn("cut-stream", COFFEE))
+    assert streamed[-1][1].reply.endswith(f"Try the {probe.items[0].name}.")
+    assert "coffee lo" not in "".join(text for name, text in streamed if name == "token")
+
+
 def test_long_sessions_are_summarised(gift_shop) -> None:
     engine = gift_shop.engine()
     session = None

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import pytest
+
 from hybrec.chat.grounding import (
     SYSTEM_PROMPT,
     asks_only_for_instructions,
+    ends_sentence,
     ground_reply,
     is_prompt_leak_request,
     leaks_system_prompt,
+    without_unfinished_sentence,
 )
 from hybrec.chat.schemas import ChatItem
 
@@ -46,3 +50,28 @@ def test_prompt_leak_requests_are_recognised() -> None:
 def test_a_reply_quoting_the_system_prompt_is_caught() -> None:
     assert leaks_system_prompt("Sure! " + SYSTEM_PROMPT[:200])
     assert not leaks_system_prompt("The Starbucks Gift Card is a fine choice for $25.")
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        ("The Acme drill is great. It costs $50 and the batt", "The Acme drill is great."),
+        ('The 3M mask is rated 4.5/5 ("best").', 'The 3M mask is rated 4.5/5 ("best").'),
+        ("Great choice!", "Great choice!"),
+        ("Only a fragment, with nothing finished before it", "Only a fragment, with nothing finished before it"),
+        ("Try the Acme one.\n1. Acme dr", "Try the Acme one."),
+        ("1. Acme drill\n2. Bosch", "1. Acme drill"),  # a list line's number is not a finished sentence
+        ("", ""),
+    ],
+)
+def test_a_reply_cut_by_the_token_limit_loses_only_its_unfinished_sentence(reply: str, kept: str) -> None:
+    assert without_unfinished_sentence(reply) == kept
+    assert without_unfinished_sentence(kept) == kept  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("text", "ends"),
+    [("Done.", True), ("Really?  ", True), ('He said "great!"', True), ("(see above.)", True), ("and the batt", False)],
+)
+def test_ends_sentence(text: str, ends: bool) -> None:
+    assert ends_sentence(text) is ends

@@ -29,9 +29,11 @@ from hybrec.chat import prompts
 from hybrec.chat.grounding import (
     Grounding,
     asks_only_for_instructions,
+    ends_sentence,
     ground_reply,
     leaks_system_prompt,
     sentence_is_grounded,
+    without_unfinished_sentence,
 )
 from hybrec.chat.memory import RECENT_TURNS, SUMMARY_AFTER, ChatStore, SessionContext, plain_summary
 from hybrec.chat.reasons import follow_up_reason, search_reasons
@@ -323,7 +325,9 @@ class ChatEngine:
             return self._template(plan), []
         try:
             for strict in (False, True):
-                raw = self.llm.complete(self._answer_messages(plan, strict), max_tokens=ANSWER_MAX_TOKENS)
+                raw = without_unfinished_sentence(
+                    self.llm.complete(self._answer_messages(plan, strict), max_tokens=ANSWER_MAX_TOKENS)
+                )
                 if leaks_system_prompt(raw):
                     logger.warning("the model quoted its instructions; answer regenerated")
                     continue
@@ -376,6 +380,8 @@ class ChatEngine:
                             emitted.append(sentence + " ")
                             yield "token", sentence + " "
                     buffer = parts[-1]
+                if spoke and not ends_sentence(buffer):  # a last sentence cut off by the token limit is left out
+                    buffer = ""
                 if buffer.strip() and sentence_is_grounded(buffer, grounding) and not leaks_system_prompt(buffer):
                     spoke = True
                     emitted.append(buffer)

@@ -140,6 +140,31 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE.split(text) if s and s.strip()]
 
 
+_FINISHED = re.compile(r"[.!?][\"')\]]*$")
+_LIST_NUMBER = re.compile(r"(?:^|\n)\s*\d+[.)]$")
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends with a finished sentence (a full stop, ! or ?, maybe followed by a quote or bracket)."""
+    return bool(_FINISHED.search(text.rstrip()))
+
+
+def without_unfinished_sentence(text: str) -> str:
+    """``text`` without a last sentence that the token limit cut off, when whole sentences come before it.
+
+    The answer's length is capped (a CPU decodes ~8-13 tokens/s); a reply that hits the cap would otherwise end
+    mid-word. A reply with no finished sentence is returned as it is: something is better than nothing.
+    """
+    stripped = text.rstrip()
+    if not stripped or ends_sentence(stripped):
+        return stripped
+    for boundary in reversed(list(_SENTENCE.finditer(stripped))):
+        head = stripped[: boundary.start()].rstrip()
+        if head and not _LIST_NUMBER.search(head):  # "1." starting a list line is not a sentence
+            return head
+    return stripped
+
+
 def ground_reply(reply: str, items: Sequence[ChatItem], message: str = "") -> GroundingCheck:
     """``reply`` without the sentences that name a product outside ``items``.
 
