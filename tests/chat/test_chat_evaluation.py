@@ -34,3 +34,13 @@ def test_the_none_backend_meets_the_constraint_target_on_gift_cards(gift_shop) -
     assert result.queries == len(queries) and result.queries_with_results == len(queries)
     assert result.constraint_satisfaction >= 0.99, result.failures
     assert result.recall_at_5 > 0 and set(result.latency_ms) >= {"understanding", "retrieval", "generation"}
+
+
+@pytest.mark.shared_data
+def test_the_report_lists_replies_only_when_asked(gift_shop) -> None:
+    queries = build_queries(load_catalog(gift_shop.settings.database_url), "gift card", max_queries=3)
+    engine = gift_shop.engine()
+    assert "replies" not in evaluate_chat(engine, queries, progress=False, warm_up=False).as_dict()
+    report = evaluate_chat(engine, queries, progress=False, warm_up=False, keep_replies=True).as_dict()
+    assert [r["query"] for r in report["replies"]] == [q.text for q in queries]
+    assert all(r["reply"] and r["mode"] == "new_search" and r["total_ms"] > 0 for r in report["replies"])

@@ -156,6 +156,8 @@ class ChatEvaluation:
     failures: list[dict[str, Any]] = field(default_factory=list)
     #: The untimed warm-up before the queries (the start-up cost a server pays once), milliseconds.
     warm_up_ms: float = 0.0
+    #: Each query with the reply and its total time, when asked for (to read the answers, not only time them).
+    replies: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def constraint_satisfaction(self) -> float:
@@ -174,6 +176,7 @@ class ChatEvaluation:
             "latency_ms": self.latency_ms,
             "warm_up_ms": round(self.warm_up_ms, 2),
             "violations": self.failures[:20],
+            **({"replies": self.replies} if self.replies else {}),
         }
 
 
@@ -184,11 +187,13 @@ def evaluate_chat(
     user_id: str = "eval-user",
     progress: bool | None = None,
     warm_up: bool = True,
+    keep_replies: bool = False,
 ) -> ChatEvaluation:
     """Run every query as a new session of ``user_id`` and score the returned items.
 
     With ``warm_up``, :meth:`ChatEngine.warm_up` runs first, untimed (reported as ``warm_up_ms``), so the latencies
-    are those of a running server rather than of its first turn.
+    are those of a running server rather than of its first turn. With ``keep_replies`` the report lists every
+    query with its mode, reply and total milliseconds.
     """
     warm_up_ms = engine.warm_up() * 1000 if warm_up else 0.0
     returned_total = satisfied_total = with_results = relaxed = degraded = 0
@@ -196,6 +201,7 @@ def evaluate_chat(
     ndcgs: list[float] = []
     stage_ms: dict[str, list[float]] = defaultdict(list)
     failures: list[dict[str, Any]] = []
+    replies: list[dict[str, Any]] = []
     disable = None if progress is None else not progress
     for query in tqdm(queries, desc="evaluating chat", unit="queries", disable=disable, leave=False):
         turn = engine.turn(user_id, query.text)
@@ -212,6 +218,9 @@ def evaluate_chat(
             stage_ms[stage].append(turn.timings_ms.get(stage, 0.0))
         if not all(ok):
             failures.append({"query": query.text, "parsed": turn.filters, "relaxed": turn.relaxed})
+        if keep_replies:
+            total = round(turn.timings_ms.get("total", 0.0), 1)
+            replies.append({"query": query.text, "mode": turn.mode, "reply": turn.reply, "total_ms": total})
     latency = {
         stage: {"mean": round(float(np.mean(v)), 2), "p95": round(float(np.percentile(v, 95)), 2)}
         for stage, v in stage_ms.items()
@@ -230,4 +239,5 @@ def evaluate_chat(
         degraded_queries=degraded,
         latency_ms=latency,
         failures=failures,
+        replies=replies,
     )

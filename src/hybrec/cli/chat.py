@@ -71,6 +71,9 @@ def evaluate_chat_command(
     max_items: Annotated[int, typer.Option("--max-items", min=10, help="Products per catalog (industrial).")] = 300,
     max_queries: Annotated[int, typer.Option("--max-queries", min=1, help="Queries per catalog.")] = 40,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    replies: Annotated[
+        bool, typer.Option("--replies", help="List every query with its reply and time in the report.")
+    ] = False,
 ) -> None:
     """Evaluate the assistant on labelled queries generated from the real catalogs in ../shared/data."""
     from hybrec.chat.engine import ChatEngine
@@ -95,7 +98,7 @@ def evaluate_chat_command(
             load_catalog(catalog.settings.database_url), catalog.product_type, max_queries=max_queries
         )
         engine = ChatEngine.from_settings(catalog.settings, llm=model)
-        report[name] = evaluate_chat(engine, queries, progress=not as_json).as_dict()
+        report[name] = evaluate_chat(engine, queries, progress=not as_json, keep_replies=replies).as_dict()
     if as_json:
         typer.echo(json.dumps(report))
     else:
