@@ -17,7 +17,7 @@ from hybrec.api.app import create_app
 from hybrec.config import Settings
 from hybrec.recommend.errors import ModelNotReady
 from hybrec.recommend.service import CACHE_DOWN, INDEX_DOWN, Recommender
-from hybrec.store import migrate
+from hybrec.store import migrate, queries
 from hybrec.training.job import run_training
 from hybrec.vectors.chroma_index import ChromaVectorIndex
 from hybrec.vectors.exact_index import ExactVectorIndex
@@ -150,3 +150,16 @@ def test_recommender_is_the_chat_personaliser(trained: Settings) -> None:
     scores = recommender.score_items(vector, [*ids, "NOT-AN-ITEM"])
     assert scores == recommender.item_scores("U00006", ids)[0]
     assert recommender.user_vector("nobody-at-all") is None
+
+
+def test_the_serving_read_of_a_users_events_matches_the_orm_read(trained: Settings) -> None:
+    # The recommendation request reads a user's events on a raw pooled connection; same rows, same order, same
+    # values as the SQLAlchemy query the rest of hybrec uses (timestamps aside, which serving does not read).
+    url = trained.database_url
+    for user in ("U00001", "U00002", "U00150"):
+        full = queries.user_interactions_by_url(url, user)
+        assert full and queries.user_events_by_url(url, user) == [(e.item_id, e.kind, e.rating, e.weight) for e in full]
+    assert queries.user_events_by_url(url, "nobody") == []
+    recommender = Recommender(trained, user_cache=MemoryUserVectorCache())
+    seen = {e.item_id for e in queries.user_interactions_by_url(url, "U00001")}
+    assert not seen & {i.item_id for i in recommender.recommend("U00001", 20).items}

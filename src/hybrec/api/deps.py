@@ -47,11 +47,16 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_recommender(request: Request) -> Recommender:
+def recommender_of(request: Request) -> Recommender:
+    """The app's recommender; a 503 when this process runs none."""
     recommender: Recommender | None = getattr(request.app.state, "recommender", None)
     if recommender is None:
         raise HTTPException(status_code=503, detail="the recommender is not running in this process")
     return recommender
+
+
+async def get_recommender(request: Request) -> Recommender:
+    return recommender_of(request)
 
 
 async def get_metrics(request: Request) -> Metrics:

@@ -146,7 +146,7 @@ class Recommender:
 
     # --- user vectors --------------------------------------------------------------------------------------------
     def _user_vector(
-        self, state: ServingState, user_id: str, events: list[queries.UserInteraction], degraded: list[str]
+        self, state: ServingState, user_id: str, events: Sequence[queries.UserEvent], degraded: list[str]
     ) -> tuple[np.ndarray | None, Strategy]:
         with timed(self.telemetry, "user_vector"):
             cache_up = True
@@ -173,7 +173,7 @@ class Recommender:
                 self._cache_set(state.version, user_id, vector, degraded)
             return vector, "folded_in"
 
-    def _fold_in(self, state: ServingState, events: Sequence[queries.UserInteraction]) -> np.ndarray | None:
+    def _fold_in(self, state: ServingState, events: Sequence[queries.UserEvent]) -> np.ndarray | None:
         totals: dict[int, float] = {}
         for event in events:
             row = state.item_pos.get(event.item_id)
@@ -240,9 +240,9 @@ class Recommender:
         scores = state.item_factors[[row for _, row in known]] @ vector
         return {item: float(score) for (item, _), score in zip(known, scores, strict=True)}
 
-    def _stored_events(self, user_id: str) -> list[queries.UserInteraction]:
+    def _stored_events(self, user_id: str) -> list[queries.UserEvent]:
         try:
-            return queries.user_interactions_by_url(self.settings.database_url, user_id)
+            return queries.user_events_by_url(self.settings.database_url, user_id)
         except (OperationalError, InterfaceError) as exc:
             raise DependencyUnavailable(f"the relational store is unavailable ({public_error_name(exc)})") from exc
 
@@ -353,7 +353,7 @@ class Recommender:
         return self._state
 
     def _refold(self, state: ServingState, user_id: str, degraded: list[str]) -> Strategy | None:
-        events = queries.user_interactions_by_url(self.settings.database_url, user_id)
+        events = queries.user_events_by_url(self.settings.database_url, user_id)
         vector = self._fold_in(state, events)
         if vector is None:
             return None

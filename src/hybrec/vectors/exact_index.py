@@ -78,6 +78,7 @@ class ExactVectorIndex(VectorIndex):
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
         self._collections: dict[str, Snapshot] = {}
+        self._paths: dict[str, str] = {}  # collection name -> its file, for the per-query change check
         self._lock = threading.RLock()
         self.coalesce = coalesce
         self._coalescer: Coalescer[tuple[Snapshot, Request], tuple[np.ndarray, np.ndarray]] | None = None
@@ -133,9 +134,11 @@ class ExactVectorIndex(VectorIndex):
             if col is None:
                 raise CollectionNotFound(f"vector collection {name!r} does not exist")
             return col
-        validate_collection_name(name)
+        path = self._paths.get(name)
+        if path is None:  # validated and built once per name: this runs on every query
+            path = self._paths[name] = os.fspath(self._path(validate_collection_name(name)))
         try:
-            mtime = self._path(name).stat().st_mtime_ns
+            mtime = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             with self._lock:
                 self._collections.pop(name, None)
