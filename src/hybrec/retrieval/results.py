@@ -46,7 +46,8 @@ class ScoredProduct:
 class SearchResult:
     """Products best first, and the milliseconds spent in each stage (embed, dense, lexical, rerank, personalise).
 
-    ``candidates`` is how many products were ranked (and reranked) before the top ``n`` were kept.
+    ``candidates`` is how many products were ranked (and reranked) before the top ``n`` were kept;
+    ``rerank_threads`` the threads the rerank ran on (None: not reranked, or the runtime's setting).
     """
 
     products: list[ScoredProduct]
@@ -54,3 +55,4 @@ class SearchResult:
     reranked: bool = False
     personalised: bool = False
     candidates: int = 0
+    rerank_threads: int | None = None

@@ -21,14 +21,16 @@ index; it is rebuilt when the number of products changes (checked every few seco
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from hybrec.llm.cpu_threads import cpu_times, threads_for
 from hybrec.retrieval.catalog_index import (
     NAME_KEY,
     NUM_RATINGS_KEY,
@@ -58,6 +60,16 @@ ItemScorer = Callable[[np.ndarray, Sequence[str]], Mapping[str, float]]
 _LEXICAL_ROUNDS = 4  # allow-list queries spent finding lexical matches that pass a selective filter
 _FETCH_CHUNK = 2000
 _COUNT_CHECK_S = 5.0  # how often the lexical index compares its size with the product index
+_MAX_AUTO_THREADS = 4  # rerank threads "auto" may choose
+_MIN_SAMPLE_JIFFIES = 4  # CPU ticks (all CPUs together, 10 ms each) a thread choice needs; else keep the last one
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """``(idle, total)`` jiffies of all CPUs from ``/proc/stat``; None where it cannot be read."""
+    try:
+        return cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass(slots=True)
@@ -119,9 +131,15 @@ class ProductSearch:
     inference_threads : int or None, default 1
         torch threads for the query embedding (see :mod:`hybrec.retrieval.torch_threads` for why one); None keeps
         torch's setting.
-    rerank_threads : int or None, default 1
-        torch threads for the rerank batch; None keeps torch's setting. Measured on the shared 2-core machine
-        (load 1.4-4): 2 threads were slower than 1 in every configuration (e.g. 1.8 s against 0.94 s).
+    rerank_threads : int, "auto" or None, default 1
+        Threads for the rerank (torch's, or ONNX Runtime's for the ``onnx`` reranker); None keeps the current
+        setting. ``"auto"``: for the ONNX reranker every CPU (at most 4); for torch one per CPU left idle while
+        this search embedded and retrieved (read from ``/proc/stat`` at its start and before the rerank, so no extra
+        wait; the CPU the search itself kept busy counts as free). Measured on the shared 2-core machine
+        (``bench/retrieval.py``, int8, 50 candidates): torch on 2 threads took 1.04 s against 0.57 s on 1 when a
+        spinning process held a core, but ONNX Runtime's threads sleep instead of spinning and 2 of them were never
+        slower than 1: p50 303 ms against 440 ms at load 1.4, 327 against 419 ms next to a spinning process, 615
+        against 674 ms next to two.
     rerank_full_text : bool, default False
         Rerank on the stored full product text instead of the short name + brand + category
         (:func:`~hybrec.retrieval.product_text.rerank_text`); about 3 times the tokens, so about 3 times the time.
@@ -140,7 +158,7 @@ class ProductSearch:
         collection: str = PRODUCTS_COLLECTION,
         lexical_ttl_s: float = 300.0,
         inference_threads: int | None = 1,
-        rerank_threads: int | None = 1,
+        rerank_threads: int | Literal["auto"] | None = 1,
         rerank_full_text: bool = False,
     ) -> None:
         if candidates < 1:
@@ -149,6 +167,8 @@ class ProductSearch:
             raise ValueError(f"personalisation_weight must be in [0, 1], got {personalisation_weight}")
         if not 0 <= lexical_weight <= 1:
             raise ValueError(f"lexical_weight must be in [0, 1], got {lexical_weight}")
+        if rerank_threads != "auto" and rerank_threads is not None and rerank_threads < 1:
+            raise ValueError(f"rerank_threads must be >= 1, 'auto' or None, got {rerank_threads!r}")
         self.index = index
         self.embedder = embedder
         self.reranker = reranker
@@ -165,6 +185,7 @@ class ProductSearch:
         self._bm25_built_at = -float("inf")
         self._count_checked_at = -float("inf")
         self._bm25_lock = threading.Lock()
+        self._auto_threads = 1
 
     @classmethod
     def from_settings(
@@ -182,7 +203,7 @@ class ProductSearch:
             item_scorer=item_scorer,
             personalisation_weight=settings.personalisation_weight,
             candidates=settings.rerank_candidates,
-            rerank_threads=settings.reranker_threads,
+            rerank_threads="auto" if settings.reranker_threads is None else settings.reranker_threads,
         )
 
     # --- lexical index -------------------------------------------------------------------------------------------
@@ -288,6 +309,7 @@ class ProductSearch:
             clock = now
 
         started = clock
+        cpu_before = _cpu_times() if self.rerank_threads == "auto" and self.reranker is not None else None
         with torch_threads(self.inference_threads):
             query_vector = self.embedder.encode_one(query)
         lap("embed")
@@ -301,9 +323,12 @@ class ProductSearch:
         pool = self._fuse(query, query_vector, dense_hits, filters, exclude_ids)
         lap("lexical")
         rerank_scores: np.ndarray | None = None
+        rerank_threads: int | None = None
         if self.reranker is not None and pool:
-            with torch_threads(self.rerank_threads):
-                rerank_scores = self.reranker.score(query, [self.rerank_text(c.metadata) for c in pool])
+            rerank_threads = self._threads_for_rerank(cpu_before)
+            rerank_scores = self.reranker.score(
+                query, [self.rerank_text(c.metadata) for c in pool], threads=rerank_threads
+            )
             relevance = rerank_scores
         else:
             relevance = np.array([c.fused for c in pool], dtype=np.float64)
@@ -333,7 +358,24 @@ class ProductSearch:
             reranked=rerank_scores is not None,
             personalised=als is not None,
             candidates=len(pool),
+            rerank_threads=rerank_threads,
         )
+
+    def _threads_for_rerank(self, cpu_before: tuple[int, int] | None) -> int | None:
+        """``rerank_threads``, or with ``"auto"``: every CPU for the ONNX reranker, one per CPU idle since
+        ``cpu_before`` (plus the one this search kept busy) for torch, at most :data:`_MAX_AUTO_THREADS`; the
+        previous choice when the sample is too short to tell."""
+        if self.rerank_threads != "auto":
+            return self.rerank_threads
+        n_cpus = os.cpu_count() or 1
+        if self.reranker is not None and self.reranker.backend == "onnx":
+            return min(n_cpus, _MAX_AUTO_THREADS)
+        cpu_after = _cpu_times()
+        if cpu_before is None or cpu_after is None or cpu_after[1] - cpu_before[1] < _MIN_SAMPLE_JIFFIES:
+            return self._auto_threads
+        idle = n_cpus * (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
+        self._auto_threads = threads_for(idle + 1.0, min(n_cpus, _MAX_AUTO_THREADS))
+        return self._auto_threads
 
     def _fuse(
         self,
