@@ -26,7 +26,16 @@ def test_describe_item_keeps_one_short_review() -> None:
     assert line.count("review:") == 1 and "second review" not in line
     review = line.split('review: "')[1].rstrip('"')
     assert len(review) <= PROMPT_SNIPPET_CHARS + 3
-    assert "brand 3M" in line and "price $24.50" in line and "rated 4.6/5" in line
+    assert line.startswith(f"1. {clip(LONG_NAME, PROMPT_NAME_CHARS).removesuffix('...')}, $24.50, rated 4.6/5.\n")
+
+
+def test_describe_item_reads_as_a_sentence_and_names_a_brand_the_name_lacks() -> None:
+    assert describe_item(2, ChatItem("g", "Burger King Gift Card", "Burger King", 25.0, 4.9, 1.0)) == (
+        "2. Burger King Gift Card, $25.00, rated 4.9/5."
+    )
+    assert describe_item(3, ChatItem("n", "Finish Nail, 16 Gauge", "DEWALT", None, None, 1.0)) == (
+        "3. Finish Nail, 16 Gauge by DEWALT, price unknown."
+    )
 
 
 def test_a_reply_naming_the_clipped_name_is_grounded() -> None:

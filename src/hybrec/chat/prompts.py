@@ -76,14 +76,20 @@ def clip(text: str, limit: int) -> str:
 
 
 def describe_item(position: int, item: ChatItem, snippets: Sequence[str] = ()) -> str:
-    """One numbered line of the product list given to the LLM (name clipped, at most one review snippet)."""
-    parts = [f"{position}. {clip(item.name, PROMPT_NAME_CHARS)}"]
-    if item.brand:
-        parts.append(f"brand {item.brand}")
-    parts.append(f"price ${item.price:.2f}" if item.price is not None else "price unknown")
+    """One numbered line of the product list given to the LLM (name clipped, at most one review snippet).
+
+    The line reads as a sentence ("1. Burger King Gift Card, $25.00, rated 4.9/5."): the 1.5B model now and then
+    answers by copying a line, and a copied sentence still reads as an answer where "name | brand X | price $25.00"
+    did not. The brand is left out when the name already says it.
+    """
+    name = clip(item.name, PROMPT_NAME_CHARS).removesuffix("...")  # a cut name still grounds (see above)
+    line = f"{position}. {name}"
+    if item.brand and item.brand.casefold() not in item.name.casefold():
+        line += f" by {item.brand}"
+    line += f", ${item.price:.2f}" if item.price is not None else ", price unknown"
     if item.avg_rating is not None:
-        parts.append(f"rated {item.avg_rating:.1f}/5")
-    line = " | ".join(parts)
+        line += f", rated {item.avg_rating:.1f}/5"
+    line += "."
     for snippet in snippets[:1]:
         line += f'\n   review: "{clip(snippet, PROMPT_SNIPPET_CHARS)}"'
     return line
