@@ -234,8 +234,7 @@ class LlamaCppLLM:
         response_format: dict[str, Any] | None = None,
     ) -> Any:
         wire = wire_messages(messages, max_tokens=max_tokens, temperature=temperature)
-        if self._adaptive:
-            self._set_generation_threads(threads_for(idle_cpus(self._cpus), self._cpus))
+        self._choose_generation_threads()
         try:
             return self._llama.create_chat_completion(
                 messages=wire,  # type: ignore[arg-type]
@@ -288,8 +287,7 @@ class LlamaCppLLM:
                 f"{self.name}: the prompt ({len(prompt)} tokens) and max_tokens ({max_tokens}) exceed the context "
                 f"window of {llama.n_ctx()} tokens"
             )
-        if self._adaptive:
-            self._set_generation_threads(threads_for(idle_cpus(self._cpus), self._cpus))
+        self._choose_generation_threads()
 
         def generate(tokens: list[int], grammar: str) -> Any:
             return llama.generate(
@@ -314,6 +312,11 @@ class LlamaCppLLM:
         except TokenBudgetExceeded as exc:
             logger.warning("%s: structured output ran out of tokens (%d)", self.name, max_tokens)
             return str(exc.args[0])
+
+    def _choose_generation_threads(self) -> None:
+        """With adaptive threads, decode the next call on one thread per CPU idle now (model lock held)."""
+        if self._adaptive:
+            self._set_generation_threads(threads_for(idle_cpus(self._cpus), self._cpus))
 
     def _set_generation_threads(self, n_threads: int) -> None:
         """Decode on ``n_threads`` threads from the next call on (called with the model lock held)."""
