@@ -93,6 +93,10 @@ def test_stop_all_ends_every_process_of_every_group(group: ProcessGroup) -> None
     worker = psutil.Process(forking.pid).children()[0].pid
     time.sleep(0.5)  # let the stubborn one install its handler
     group.stop_all(grace_s=1)
+    # SIGKILL is delivered asynchronously: an orphaned worker may take a moment to exit after killpg returns.
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in (forking.pid, worker, stubborn.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert all(_gone(pid) for pid in (forking.pid, worker, stubborn.pid))
     assert stubborn.process.returncode == -signal.SIGKILL and forking.process.returncode == -signal.SIGTERM
 
