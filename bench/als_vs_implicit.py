@@ -6,6 +6,8 @@
 Each model runs in a child process of this one invocation (so peak RSS is measured per model; implicit's child gets
 ``OPENBLAS_NUM_THREADS=1`` as its documentation asks); all children load the same data and the same seeded split.
 ``--repeats N`` alternates the ALS children N times and keeps the fastest fit, which matters on a shared machine.
+``--device cuda`` fits hybrec on a GPU (its PyTorch solvers; ``gpu_peak_mb`` is then reported); ``--models hybrec``
+leaves implicit out (a GPU machine without it), and the ratios are reported only when both ran.
 Prints one JSON line: {"dataset", "hybrec": {...}, "implicit": {...}, "popularity": {...}, "machine": {...}}.
 """
 
@@ -45,10 +47,14 @@ def _worker(args: argparse.Namespace) -> dict:
             iterations=args.iterations,
             num_threads=args.threads,
             seed=args.seed,
+            device=args.device,
         )
         from hybrec.als.kernel import fused_kernel_or_none
 
-        fused_kernel_or_none()  # load (or build) the kernel outside the timed fit
+        if args.device == "cpu":
+            fused_kernel_or_none()  # load (or build) the kernel outside the timed fit
+        else:
+            torch.zeros(1, device=args.device).sum().item()  # CUDA context created outside the timed fit
     elif args.worker == "implicit":
         model = ImplicitBaseline(
             args.factors, args.regularization, args.alpha, args.iterations, args.threads, args.seed
@@ -84,6 +90,9 @@ def _worker(args: argparse.Namespace) -> dict:
         }
     )
     result["peak_rss_mb"] = round(peak_fit, 1)
+    if args.worker == "hybrec" and args.device != "cpu":
+        result["device"] = torch.cuda.get_device_name()
+        result["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     result["fit_rss_delta_mb"] = round(peak_fit - rss_before, 1)
     result["shape"] = list(data.matrix.shape)
     result["nnz"] = int(data.matrix.nnz)
@@ -117,6 +126,8 @@ def _run_child(args: argparse.Namespace, worker: str) -> dict:
         str(args.recommend_users),
         "--eval-users",
         str(args.eval_users),
+        "--device",
+        args.device if worker == "hybrec" else "cpu",
     ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -137,15 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recommend-users", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--eval-users", type=int, default=0, help="evaluate a seeded sample of users (0 = all)")
+    parser.add_argument("--device", default="cpu", help="torch device of hybrec's model (cpu, cuda)")
+    parser.add_argument("--models", default="implicit,hybrec", help="ALS models to run, comma-separated")
     parser.add_argument("--worker", choices=["hybrec", "implicit", "popularity"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(_worker(args)))
         return 0
     load_before = os.getloadavg()
-    runs: dict[str, list[dict]] = {"hybrec": [], "implicit": []}
+    models = [m for m in ("implicit", "hybrec") if m in args.models.split(",")]
+    if not models:
+        parser.error(f"--models must name implicit and/or hybrec, got {args.models!r}")
+    runs: dict[str, list[dict]] = {model: [] for model in models}
     for _ in range(max(1, args.repeats)):
-        for worker in ("implicit", "hybrec"):
+        for worker in models:
             runs[worker].append(_run_child(args, worker))
     report: dict = {"dataset": args.dataset}
     for worker, results in runs.items():
@@ -157,21 +173,29 @@ def main(argv: list[str] | None = None) -> int:
     report["popularity"] = _run_child(args, "popularity")
     for key in ("fit_s", "s_per_iter", "shape", "nnz", "peak_rss_mb", "fit_rss_delta_mb"):
         report["popularity"].pop(key, None)
-    h, i = report["hybrec"], report["implicit"]
-    report["ratios"] = {
-        "s_per_iter": round(h["s_per_iter"] / i["s_per_iter"], 3),
-        "recommend_s": round(h["recommend_s"] / i["recommend_s"], 3),
-        "peak_rss_mb": round(h["peak_rss_mb"] / i["peak_rss_mb"], 3),
-        "recall@20_diff": round(h["recall@20"] - i["recall@20"], 4),
-        "ndcg@10_diff": round(h["ndcg@10"] - i["ndcg@10"], 4),
-        "ndcg@10_vs_popularity": round(h["ndcg@10"] / max(report["popularity"]["ndcg@10"], 1e-12), 3),
-    }
+    if "hybrec" in report:
+        h = report["hybrec"]
+        report["ratios"] = {
+            "ndcg@10_vs_popularity": round(h["ndcg@10"] / max(report["popularity"]["ndcg@10"], 1e-12), 3)
+        }
+        if "implicit" in report:
+            i = report["implicit"]
+            report["ratios"].update(
+                {
+                    "s_per_iter": round(h["s_per_iter"] / i["s_per_iter"], 3),
+                    "recommend_s": round(h["recommend_s"] / i["recommend_s"], 3),
+                    "peak_rss_mb": round(h["peak_rss_mb"] / i["peak_rss_mb"], 3),
+                    "recall@20_diff": round(h["recall@20"] - i["recall@20"], 4),
+                    "ndcg@10_diff": round(h["ndcg@10"] - i["ndcg@10"], 4),
+                }
+            )
     report["params"] = {
         "factors": args.factors,
         "iterations": args.iterations,
         "regularization": args.regularization,
         "alpha": args.alpha,
         "threads": args.threads,
+        "device": args.device,
         "split": "random 80/20 per user",
         "eval_users": args.eval_users or "all",
         "seed": args.seed,

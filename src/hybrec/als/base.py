@@ -131,7 +131,8 @@ class AlternatingLeastSquaresBase:
         device = torch.device(self.device)
         if self.backend != "torch" and device.type == "cpu":
             fused_kernel_or_none()  # build/load once up front, so every step of this fit uses the same code
-        user_sys, item_sys = self._systems(matrix), self._systems(transposed)
+        # Moved to the factors' device once: a GPU fit then copies no structure per half-step.
+        user_sys, item_sys = self._systems(matrix).to(device), self._systems(transposed).to(device)
         reg_u, reg_i = self._regularization_tensor(matrix), self._regularization_tensor(transposed)
         generator = torch.Generator().manual_seed(self.seed)
         X = (torch.rand(n_users, self.factors, generator=generator) * 0.01).to(device)

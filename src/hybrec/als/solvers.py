@@ -24,6 +24,8 @@ BACKENDS = ("auto", "fused", "torch")
 METHODS = ("cg", "cholesky")
 # Gathered rows per chunk in the PyTorch path: bounds the temporary memory to chunk * k floats (x k for Cholesky).
 _CHUNK_NNZ = 1 << 18
+# On a GPU, larger chunks: fewer kernel launches, about 3 * 4 * chunk * k bytes of temporaries.
+_GPU_CHUNK_NNZ = 1 << 21
 _CHOL_CHUNK_NNZ = 1 << 13
 _RS_EPS = 1e-20
 
@@ -55,27 +57,58 @@ class RowSystems:
         """The row index of every nonzero (PyTorch path only, built lazily)."""
         if self._row_of is None:
             counts = self.indptr[1:] - self.indptr[:-1]
-            self._row_of = torch.repeat_interleave(torch.arange(self.rows, dtype=torch.int64), counts)
+            rows = torch.arange(self.rows, dtype=torch.int64, device=self.indptr.device)
+            self._row_of = torch.repeat_interleave(rows, counts)
         return self._row_of
 
-    def to(self, device: torch.device) -> RowSystems:
-        if self.indptr.device == device:
+    def to(self, device: torch.device | str) -> RowSystems:
+        device = torch.device(device)
+        if self.indptr.device == device or (device.type == "cuda" and device.index is None and self.indptr.is_cuda):
             return self
-        return RowSystems(*(t.to(device) for t in (self.indptr, self.indices, self.a_weight, self.b_weight)))
+        moved = RowSystems(*(t.to(device) for t in (self.indptr, self.indices, self.a_weight, self.b_weight)))
+        moved._row_of = None if self._row_of is None else self._row_of.to(device)
+        return moved
+
+
+def _add_rows(out: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+    """``out[rows[j]] += values[j]`` for ``rows`` sorted ascending (CSR order), deterministic on every device.
+
+    On CPU ``index_add_`` adds in order. On a GPU it adds with atomics, whose order (and so the float result) changes
+    from run to run; there each row's contiguous run of values is summed by a segmented reduction, which adds in a
+    fixed order, and the per-row totals are written with unique indices.
+    """
+    if out.device.type == "cpu":
+        out.index_add_(0, rows, values)
+    else:
+        _add_sorted_rows(out, rows, values)
+
+
+def _add_sorted_rows(out: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+    if rows.numel() == 0:
+        return
+    starts_mask = torch.ones(rows.numel(), dtype=torch.bool, device=rows.device)
+    starts_mask[1:] = rows[1:] != rows[:-1]
+    starts = torch.nonzero(starts_mask).flatten()
+    offsets = torch.cat([starts, starts.new_tensor([rows.numel()])])
+    flat = values.reshape(values.shape[0], -1)
+    totals = torch.segment_reduce(flat, "sum", offsets=offsets, axis=0, unsafe=True).reshape(-1, *values.shape[1:])
+    unique_rows = rows[starts]
+    out[unique_rows] = out[unique_rows] + totals
 
 
 def _sparse_sum(sys_: RowSystems, Y: torch.Tensor, V: torch.Tensor | None) -> torch.Tensor:
     """``out_u = sum_i a_ui (y_i . v_u) y_i`` when ``V`` is given, else the right-hand sides ``sum_i b_ui y_i``."""
     out = torch.zeros(sys_.rows, Y.shape[1], device=Y.device, dtype=Y.dtype)
-    row_of = sys_.row_of().to(Y.device)
-    idx = sys_.indices.to(Y.device)
+    row_of = sys_.row_of()
+    idx = sys_.indices
     weight = sys_.b_weight if V is None else sys_.a_weight
-    for start in range(0, idx.numel(), _CHUNK_NNZ):
-        stop = min(start + _CHUNK_NNZ, idx.numel())
+    chunk = _CHUNK_NNZ if Y.device.type == "cpu" else _GPU_CHUNK_NNZ
+    for start in range(0, idx.numel(), chunk):
+        stop = min(start + chunk, idx.numel())
         yi = Y[idx[start:stop].long()]
         rows = row_of[start:stop]
         coef = weight[start:stop] if V is None else weight[start:stop] * (yi * V[rows]).sum(1)
-        out.index_add_(0, rows, yi * coef[:, None])
+        _add_rows(out, rows, yi * coef[:, None])
     return out
 
 
@@ -119,9 +152,9 @@ def _torch_cholesky(sys_: RowSystems, Y: torch.Tensor, X: torch.Tensor, G: torch
             stop += 1
         lo, hi = indptr[row], indptr[stop]
         yi = Y[idx[lo:hi]]
-        local = sys_.row_of()[lo:hi].to(Y.device) - row
+        local = sys_.row_of()[lo:hi] - row
         A = G.expand(stop - row, k, k).clone() + reg[row:stop, None, None] * eye
-        A.index_add_(0, local, yi[:, :, None] * (aw[lo:hi, None] * yi)[:, None, :])
+        _add_rows(A, local, yi[:, :, None] * (aw[lo:hi, None] * yi)[:, None, :])
         L, info = torch.linalg.cholesky_ex(A)
         if bool((info > 0).any()):
             bad = (torch.nonzero(info > 0).flatten() + row).tolist()
