@@ -18,8 +18,11 @@ ceiling. Prints one JSON object per backend (``--json``: a JSON list)::
 
 plus ``recall_at_10_vs_exact`` for Chroma (top-10 of 200 user vectors, Chroma against exact).
 
-``cpu_ms_per_request`` is the server process's CPU time (all its threads, from ``/proc``) over the requests it
-answered on the endpoint (from its ``/metrics``) during that load, warm-up included. On a machine shared with other
+``--workers N`` runs ``hybrec serve reco --workers N`` (uvicorn worker processes; it needs a shared user-vector cache,
+so the bench points them at ``--redis-url``, a Redis database whose hybrec ``default`` namespace it clears first).
+
+``cpu_ms_per_request`` is the server's CPU time (every process and thread of it, from ``/proc``) over the requests the
+load generator completed while it was measured (after a warm-up run). On a machine shared with other
 work, req/s and latencies move with the neighbours' load (``load_avg`` is sampled right after each load); CPU per
 request moves much less, so it is the number to compare variants measured at different times.
 """
@@ -255,7 +258,7 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
     port = _free_port()
     log = (workdir / f"serve-{port}.log").open("wb")
     server = subprocess.Popen(
-        [HYBREC, "serve", "reco", "--host", "127.0.0.1", "--port", str(port)],
+        [HYBREC, "serve", "reco", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)],
         env=env,
         cwd=workdir,
         stdout=log,
@@ -276,18 +279,18 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
                 raise RuntimeError("server never became ready")
             time.sleep(0.5)
         drive = load_wrk if args.load_generator == "wrk" else load
-        reco_path = "/v1/users/{user_id}/recommendations"
-        before = server_cpu_s(server.pid), request_count(httpx.get(f"{base}/metrics", timeout=30).text, reco_path)
-        reco = drive(base, "/v1/users/u{}/recommendations?n=10", n_users, args.duration, args.concurrency)
-        reco_load_avg = os.getloadavg()
-        metrics_text = httpx.get(f"{base}/metrics", timeout=30).text
-        reco_cpu = cpu_ms_per_request(before, (server_cpu_s(server.pid), request_count(metrics_text, reco_path)))
-        server_side = server_means(metrics_text)
-        before = server_cpu_s(server.pid), request_count(httpx.get(f"{base}/metrics", timeout=30).text, "/health")
-        ceiling = drive(base, "/health", 1, args.duration, args.concurrency)
-        ceiling_load_avg = os.getloadavg()
-        after = server_cpu_s(server.pid), request_count(httpx.get(f"{base}/metrics", timeout=30).text, "/health")
-        ceiling_cpu = cpu_ms_per_request(before, after)
+
+        def measured(template: str, n_ids: int) -> tuple[dict[str, Any], float | None, tuple[float, ...]]:
+            drive(base, template, n_ids, 2.0, args.concurrency, warmup=0)  # warm-up, not counted
+            cpu_before = server_cpu_s(server.pid)
+            result = drive(base, template, n_ids, args.duration, args.concurrency, warmup=0)
+            load_avg = os.getloadavg()
+            cpu = 1000 * (server_cpu_s(server.pid) - cpu_before) / result["requests"] if result["requests"] else None
+            return result, None if cpu is None else round(cpu, 3), load_avg
+
+        reco, reco_cpu, reco_load_avg = measured("/v1/users/u{}/recommendations?n=10", n_users)
+        server_side = server_means(httpx.get(f"{base}/metrics", timeout=30).text)
+        ceiling, ceiling_cpu, ceiling_load_avg = measured("/health", 1)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -302,6 +305,7 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
         "share_of_ceiling": round(reco["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None,
         "errors": reco["errors"] + ceiling["errors"],
         "load_generator": args.load_generator,
+        "workers": args.workers,
         "cpu_ms_per_request": reco_cpu,
         "ceiling_cpu_ms_per_request": ceiling_cpu,
         "load_avg": [round(x, 2) for x in reco_load_avg],
@@ -311,29 +315,18 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
 
 
 def server_cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process ``pid`` has used so far (Linux ``/proc``; its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds the process ``pid`` and its worker processes have used so far (threads included)."""
+    import psutil
 
-
-def request_count(metrics_text: str, endpoint: str) -> float:
-    """Requests the server has answered on ``endpoint`` (its route template), any status, from ``/metrics``."""
-    prefix = "hybrec_request_duration_seconds_count{"
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in metrics_text.splitlines()
-        if line.startswith(prefix) and f'endpoint="{endpoint}"' in line
-    )
-
-
-def cpu_ms_per_request(before: tuple[float, float], after: tuple[float, float]) -> float | None:
-    """Server CPU milliseconds per request between two ``(cpu seconds, request count)`` samples.
-
-    Unlike req/s, this hardly depends on what else the machine runs (other processes take CPU time, not this
-    process's CPU time per request), so it compares variants measured at different times on a shared machine.
-    """
-    requests = after[1] - before[1]
-    return round(1000 * (after[0] - before[0]) / requests, 3) if requests else None
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def server_means(metrics_text: str) -> dict[str, float]:
@@ -376,6 +369,12 @@ def main() -> None:
         default="auto",
         help="wrk when installed (auto), else the Python httpx client; the httpx client may itself be the ceiling.",
     )
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes of the server")
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="user-vector cache shared by several workers (its hybrec 'default' namespace is cleared first)",
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_generator == "auto":
@@ -400,6 +399,11 @@ def main() -> None:
         print(f"store built in {time.perf_counter() - started:.0f}s", file=sys.stderr)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("HYBREC_")}
         base_env.update({"HYBREC_DATABASE_URL": settings.database_url, "HYBREC_VAR_DIR": str(settings.var_dir)})
+        if args.workers > 1:
+            from hybrec.vectors.redis_cache import RedisUserVectorCache
+
+            RedisUserVectorCache(args.redis_url).delete_namespace()  # versions restart at 1 in this fresh store
+            base_env["HYBREC_REDIS_URL"] = args.redis_url
         exact_version = publish(settings, data, args.factors, ExactVectorIndex(settings.var_dir / "index"), args.seed)
         if "exact" in backends:
             results.append({"backend": "exact", **serve_and_measure(base_env, workdir, args.users, args)})
