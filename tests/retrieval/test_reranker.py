@@ -284,3 +284,37 @@ def test_get_reranker_exports_under_the_settings_var_dir(
     assert reranker.model.model.threads == 2
     assert reranker.model.model.path.is_relative_to(tmp_path / "models" / "reranker-onnx")
     assert get_reranker(settings.model_copy(update={"reranker_backend": "torch"}), device="cpu").backend == "torch"
+
+
+def test_first_token_last_layer_gives_the_full_models_logits(
+    tiny_cross_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ONNX export computes only [CLS] in the last layer; padded pairs of mixed lengths score as in the model."""
+    from hybrec.retrieval.onnx_reranker import FirstTokenLastLayer, export_cached
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_cross_encoder)).eval()
+    model.set_attn_implementation("eager")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_cross_encoder))
+    batch = tokenizer(["coffee gift card"] * len(TEXTS), TEXTS, padding=True, return_tensors="pt")
+    assert bool((batch["attention_mask"] == 0).any())  # some pairs are padded
+    assert FirstTokenLastLayer.applies_to(model)
+    with torch.no_grad():
+        full = model(**batch).logits
+        rewritten = FirstTokenLastLayer(model)(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    torch.testing.assert_close(rewritten, full, rtol=1e-5, atol=1e-6)
+    assert len(model.bert.encoder.layer) == 2  # the rewrite borrows the layers and gives them back
+    # The ONNX export traces the rewrite, and its scores are still the full model's.
+    traced = []
+    original = FirstTokenLastLayer.forward
+
+    def spy(self: FirstTokenLastLayer, *args: torch.Tensor) -> torch.Tensor:
+        traced.append(len(args))
+        return original(self, *args)
+
+    monkeypatch.setattr(FirstTokenLastLayer, "forward", spy)
+    path = export_cached(model, "tiny", tmp_path, quantize=False)
+    assert traced == [3]
+    session = onnx_reranker.make_session(path, threads=1)
+    logits = session.run(["logits"], {name: batch[name].numpy() for name in onnx_reranker.INPUT_NAMES})[0]
+    np.testing.assert_allclose(logits, full.numpy(), rtol=1e-4, atol=1e-5)
+    assert not FirstTokenLastLayer.applies_to(torch.nn.Linear(2, 2))

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Changes whenever the export or quantization recipe changes, so that old cached files are not reused.
-EXPORT_RECIPE = "torchscript-opset17-eager-v1"
+EXPORT_RECIPE = "torchscript-opset17-eager-first-token-last-layer-v2"
 QUANT_RECIPE = "dynamic-qint8-per-channel-reduce-range-v1"
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -84,11 +84,14 @@ def _export(model: PreTrainedModel, path: Path) -> None:
     previous = model.config._attn_implementation
     # The eager attention is the plain graph ONNX Runtime's CPU kernels and fusions know best.
     model.set_attn_implementation("eager")
+    exported: torch.nn.Module = model
+    if FirstTokenLastLayer.applies_to(model) and names == list(INPUT_NAMES):
+        exported = FirstTokenLastLayer(model)
     try:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes on Python-level shape checks of the attention mask code
             torch.onnx.export(
-                model.eval(),
+                exported.eval(),
                 tuple(example[name] for name in names),
                 str(path),
                 input_names=names,
@@ -99,6 +102,62 @@ def _export(model: PreTrainedModel, path: Path) -> None:
             )
     finally:
         model.set_attn_implementation(previous)
+
+
+class FirstTokenLastLayer(torch.nn.Module):
+    """A BERT sequence classifier whose last layer computes the first token's output only: the same logits, less work.
+
+    The classification head reads nothing but the last layer's first-token ([CLS]) vector (BERT's pooler). In that
+    layer every token still supplies keys and values, but the query, attention output, feed-forward and LayerNorms
+    are needed for the first token alone: about 80% of the layer's multiply-adds, so 13% of a 6-layer model's, are
+    skipped. The earlier layers run as transformers defines them (its masks included); the last one is written out
+    here with the same operations as transformers' eager attention.
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model: Any = model  # a BertForSequenceClassification (see applies_to); its submodules are untyped
+
+    @staticmethod
+    def applies_to(model: torch.nn.Module) -> bool:
+        """Whether ``model`` is a BERT-style sequence classifier with a pooler (what this rewrite reproduces)."""
+        config: Any = getattr(model, "config", None)
+        bert: Any = getattr(model, "bert", None)
+        return (
+            getattr(config, "model_type", None) == "bert"
+            and not getattr(config, "is_decoder", True)
+            and bert is not None
+            and getattr(bert, "pooler", None) is not None
+            and hasattr(model, "classifier")
+            and len(bert.encoder.layer) >= 1
+        )
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> torch.Tensor:
+        bert = self.model.bert
+        layers = bert.encoder.layer
+        *body, last = list(layers)
+        bert.encoder.layer = torch.nn.ModuleList(body)
+        try:
+            hidden = bert(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+        finally:
+            bert.encoder.layer = layers
+        attention = last.attention.self
+        batch, length, _ = hidden.shape
+        heads, size = attention.num_attention_heads, attention.attention_head_size
+        first = hidden[:, :1]
+        query = attention.query(first).view(batch, 1, heads, size).transpose(1, 2)
+        key = attention.key(hidden).view(batch, length, heads, size).transpose(1, 2)
+        value = attention.value(hidden).view(batch, length, heads, size).transpose(1, 2)
+        blocked = (1.0 - attention_mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
+        weights = torch.softmax(torch.matmul(query, key.transpose(2, 3)) * attention.scaling + blocked, dim=-1)
+        context = torch.matmul(weights, value).transpose(1, 2).reshape(batch, 1, heads * size)
+        attended = last.attention.output(context, first)
+        output = last.output(last.intermediate(attended), attended)
+        return self.model.classifier(self.model.dropout(bert.pooler(output)))
 
 
 def _forward_inputs(model: PreTrainedModel) -> set[str]:
