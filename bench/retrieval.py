@@ -3,7 +3,8 @@
 Usage::
 
     python bench/retrieval.py [--catalog all|reviewed] [--repeats 3] [--rerank-queries 3] [--max-length 64]
-                              [--threads 1] [--rerank-threads 1] [--batch-size 16] [--quantize] [--full-text]
+                              [--threads 1] [--embedding-backend onnx|torch] [--rerank-threads 1]
+                              [--batch-size 16] [--quantize] [--full-text]
                               [--candidates 50] [--backend torch|onnx] [--busy N]
                               [--reranker PATH] [--index-dir var/bench/retrieval-index] [--device cpu]
 
@@ -146,6 +147,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, nargs="+", default=[64], help="cross-encoder max_length(s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the query embedding")
     parser.add_argument(
+        "--embedding-backend",
+        choices=("torch", "onnx"),
+        default="onnx",
+        help="what runs the query embedding (onnx: ONNX Runtime on every CPU, at most 4; the product's default)",
+    )
+    parser.add_argument(
         "--rerank-threads",
         type=lambda v: v if v == "auto" else int(v),
         default=1,
@@ -180,7 +187,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         ErrorCollector(skip_invalid=True),
         catalog=args.catalog,
     )
-    embedder = TextEmbedder("all-MiniLM-L6-v2", device=args.device)
+    embedder = TextEmbedder("all-MiniLM-L6-v2", device=args.device, backend=args.embedding_backend)
     index = ExactVectorIndex(args.index_dir)
     report = CatalogIndex(index, embedder).sync(list(source.items))
 
@@ -190,6 +197,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
         "catalog_items": report.total,
         "embedded_this_run": report.embedded,
         "threads": args.threads,
+        "embedding_backend": embedder.runs_on,
         "busy_processes": args.busy,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "device": str(embedder.model.device),

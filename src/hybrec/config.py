@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         256, ge=0, description="Memory for the KV states of recent prompts, reused across turns; 0 turns it off."
     )
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path.")
+    embedding_backend: Literal["torch", "onnx"] = Field(
+        "onnx",
+        description="What runs the bi-encoder on CPU: onnx (ONNX Runtime, fp32 export cached under ~/.cache/hybrec) "
+        "or torch.",
+    )
     reranker_model: str = Field(
         "cross-encoder/ms-marco-MiniLM-L-6-v2", description="CrossEncoder model name or local path."
     )

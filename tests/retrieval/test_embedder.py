@@ -78,3 +78,57 @@ def test_hub_names_come_only_from_the_local_cache_when_the_hub_is_offline(monkey
     with pytest.raises(EmbeddingModelError, match="HF_HUB_OFFLINE is set") as error:
         TextEmbedder("sentence-transformers/paraphrase-albert-small-v2-not-cached").encode(["x"])
     assert "paraphrase-albert-small-v2-not-cached" in str(error.value)
+
+
+TEXTS = [
+    "gift card for a coffee lover",
+    "Starbucks coffee gift card, reloadable, for use at participating stores in the United States",
+    "drill",
+]
+
+
+def test_onnx_backend_gives_torchs_vectors_from_an_export_made_once(
+    embedder: TextEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentence_transformers.base.modules import Transformer
+
+    from hybrec.retrieval import onnx_reranker
+
+    onnx = TextEmbedder("all-MiniLM-L6-v2", backend="onnx", onnx_cache_dir=tmp_path, threads=2)
+    np.testing.assert_allclose(onnx.encode(TEXTS), embedder.encode(TEXTS), atol=1e-5)  # padded batch of 3 lengths
+    np.testing.assert_allclose(onnx.encode_one("drill"), embedder.encode_one("drill"), atol=1e-5)
+    assert onnx.runs_on == "onnx" and onnx.dimension == 384
+    module = next(m for m in onnx.model.modules() if isinstance(m, Transformer))
+    assert isinstance(module.model, onnx_reranker.OnnxEncoder)
+    assert [p.parent.parent.name for p in tmp_path.rglob("model.onnx")] == ["embedder-onnx"]
+    # A second process (here: instance) finds the export and does not make it again.
+    monkeypatch.setattr(onnx_reranker, "_export", lambda *_: pytest.fail("exported twice"))
+    again = TextEmbedder("all-MiniLM-L6-v2", backend="onnx", onnx_cache_dir=tmp_path)
+    np.testing.assert_allclose(again.encode(TEXTS[:1]), embedder.encode(TEXTS[:1]), atol=1e-5)
+
+
+def test_a_failed_onnx_export_keeps_the_torch_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hybrec.retrieval import onnx_reranker
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("exporter crashed\nwith details")
+
+    monkeypatch.setattr(onnx_reranker, "_export", broken)
+    fallback = TextEmbedder("all-MiniLM-L6-v2", backend="onnx", onnx_cache_dir=tmp_path)
+    with caplog.at_level("WARNING", logger="hybrec.retrieval.embedder"):
+        assert fallback.encode(["drill"]).shape == (1, 384)
+    assert fallback.runs_on == "torch"
+    assert "cannot run embedding model 'all-MiniLM-L6-v2' on ONNX Runtime (RuntimeError: exporter crashed)" in caplog.text
+
+
+def test_backend_and_threads_are_checked_and_part_of_the_shared_key() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        TextEmbedder(backend="tensorrt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threads"):
+        TextEmbedder(threads=0)
+    onnx = get_embedder(Settings(embedding_backend="onnx"))
+    torch_one = get_embedder(Settings(embedding_backend="torch"))
+    assert onnx is not torch_one and (onnx.backend, torch_one.backend) == ("onnx", "torch")
+    assert Settings().embedding_backend == "onnx"

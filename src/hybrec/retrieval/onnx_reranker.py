@@ -39,7 +39,7 @@ import torch
 
 if TYPE_CHECKING:
     import onnxruntime
-    from sentence_transformers import CrossEncoder
+    from sentence_transformers import CrossEncoder, SentenceTransformer
     from transformers import PretrainedConfig, PreTrainedModel
 
 logger = logging.getLogger(__name__)
@@ -65,26 +65,28 @@ def model_key(model: PreTrainedModel, *, quantize: bool) -> str:
     return digest.hexdigest()
 
 
-def cache_folder(cache_dir: Path, model_name: str, key: str) -> Path:
-    """Where the export of ``model_name`` with content key ``key`` lives."""
+def cache_folder(cache_dir: Path, model_name: str, key: str, kind: str = "reranker") -> Path:
+    """Where the export of ``model_name`` with content key ``key`` lives (``kind``: reranker or embedder)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model_name.rstrip("/")).name or model_name).strip("_") or "model"
-    return Path(cache_dir) / "models" / "reranker-onnx" / f"{slug[:60]}-{key[:16]}"
+    return Path(cache_dir) / "models" / f"{kind}-onnx" / f"{slug[:60]}-{key[:16]}"
 
 
 def _export(model: PreTrainedModel, path: Path) -> None:
-    """Export a sequence-classification model to ONNX with dynamic batch and sequence axes."""
+    """Export a sequence-classification model (output ``logits``) or a bare encoder (output ``last_hidden_state``,
+    see :func:`is_classifier`) to ONNX with dynamic batch and sequence axes."""
     example = {
         "input_ids": torch.tensor([[101, 2000, 102, 2001, 2002, 102]] * 2),
         "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]),
         "token_type_ids": torch.tensor([[0, 0, 0, 1, 1, 1]] * 2),
     }
     names = [name for name in INPUT_NAMES if name in _forward_inputs(model)]
+    output = "logits" if is_classifier(model) else "last_hidden_state"
     axes: dict[str, dict[int, str]] = {name: {0: "batch", 1: "sequence"} for name in names}
-    axes["logits"] = {0: "batch"}
+    axes[output] = {0: "batch"} if output == "logits" else {0: "batch", 1: "sequence"}
     previous = model.config._attn_implementation
     # The eager attention is the plain graph ONNX Runtime's CPU kernels and fusions know best.
     model.set_attn_implementation("eager")
-    exported: torch.nn.Module = model
+    exported: torch.nn.Module = model if output == "logits" else _HiddenStates(model, names)
     if FirstTokenLastLayer.applies_to(model) and names == list(INPUT_NAMES):
         exported = FirstTokenLastLayer(model)
     try:
@@ -95,13 +97,30 @@ def _export(model: PreTrainedModel, path: Path) -> None:
                 tuple(example[name] for name in names),
                 str(path),
                 input_names=names,
-                output_names=["logits"],
+                output_names=[output],
                 dynamic_axes=axes,
                 opset_version=17,
                 dynamo=False,
             )
     finally:
         model.set_attn_implementation(previous)
+
+
+def is_classifier(model: torch.nn.Module) -> bool:
+    """Whether ``model`` outputs ``logits`` (a ``*ForSequenceClassification``) rather than token vectors."""
+    return "ForSequenceClassification" in type(model).__name__
+
+
+class _HiddenStates(torch.nn.Module):
+    """An encoder called with named inputs, returning its last hidden states: what the export traces."""
+
+    def __init__(self, model: PreTrainedModel, names: list[str]) -> None:
+        super().__init__()
+        self.model: Any = model
+        self.names = names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, inputs, strict=True))).last_hidden_state
 
 
 class FirstTokenLastLayer(torch.nn.Module):
@@ -197,7 +216,8 @@ def export_cached(model: PreTrainedModel, model_name: str, cache_dir: Path, *, q
 
     Files are written under a temporary name and renamed, so a concurrent loader sees a whole file or none.
     """
-    folder = cache_folder(cache_dir, model_name, model_key(model, quantize=quantize))
+    kind = "reranker" if is_classifier(model) else "embedder"
+    folder = cache_folder(cache_dir, model_name, model_key(model, quantize=quantize), kind)
     target = folder / ("model_qint8.onnx" if quantize else "model.onnx")
     if target.is_file():
         return target
@@ -271,6 +291,8 @@ class OnnxSequenceClassifier(torch.nn.Module):
         Intra-op threads when the caller does not choose.
     """
 
+    output_name = "logits"
+
     def __init__(self, path: Path, config: PretrainedConfig, threads: int = 1) -> None:
         super().__init__()
         if threads < 1:
@@ -300,27 +322,44 @@ class OnnxSequenceClassifier(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return torch.float32
 
-    def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        features = {"input_ids": input_ids, **kwargs}
+    def run(self, input_ids: torch.Tensor | None, features: dict[str, Any]) -> torch.Tensor:
+        """The session's output for the model inputs among ``features`` (``token_type_ids`` default to zeros)."""
+        features = {"input_ids": input_ids, **features}
         feeds = {}
         for name in self.input_names:
             value = features.get(name)
             if value is None:
                 if name != "token_type_ids" or input_ids is None:
-                    raise ValueError(f"the ONNX cross-encoder needs {name!r}")
+                    raise ValueError(f"the ONNX model needs {name!r}")
                 value = torch.zeros_like(input_ids)
             feeds[name] = np.ascontiguousarray(value.detach().cpu().numpy(), dtype=np.int64)
         session = self.session(_call_threads.get() or self.threads)
-        (logits,) = session.run(["logits"], feeds)
-        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+        (output,) = session.run([self.output_name], feeds)
+        return torch.from_numpy(output)
+
+    def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        return SequenceClassifierOutput(logits=self.run(input_ids, kwargs))
+
+
+class OnnxEncoder(OnnxSequenceClassifier):
+    """Stands in for a transformers encoder (``BertModel`` ...) inside a SentenceTransformer: same inputs, the
+    ``last_hidden_state`` output, computed by ONNX Runtime; pooling and normalisation stay sentence-transformers'."""
+
+    output_name = "last_hidden_state"
+
+    def forward(self, input_ids: torch.Tensor | None = None, **kwargs: Any) -> Any:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        return BaseModelOutput(last_hidden_state=self.run(input_ids, kwargs))
 
 
 def to_onnx(
-    model: CrossEncoder, model_name: str, cache_dir: Path, *, quantize: bool, threads: int = 1
+    model: CrossEncoder | SentenceTransformer, model_name: str, cache_dir: Path, *, quantize: bool, threads: int = 1
 ) -> OnnxSequenceClassifier:
-    """Replace ``model``'s transformers model by an ONNX Runtime one (exported to ``cache_dir`` once) in place.
+    """Replace ``model``'s transformers model by an ONNX Runtime one (exported to ``cache_dir`` once) in place:
+    an :class:`OnnxSequenceClassifier` in a CrossEncoder, an :class:`OnnxEncoder` in a SentenceTransformer.
 
     Raises whatever the export or ONNX Runtime raises; ``model`` is unchanged then.
     """
@@ -328,9 +367,10 @@ def to_onnx(
 
     module = next((m for m in model.modules() if isinstance(m, Transformer)), None)
     if module is None:
-        raise ValueError("the cross-encoder has no transformers module to export")
+        raise ValueError("the model has no transformers module to export")
     original = module.model
     path = export_cached(original, model_name, cache_dir, quantize=quantize)
-    onnx_model = OnnxSequenceClassifier(path, original.config, threads)
+    runner = OnnxSequenceClassifier if is_classifier(original) else OnnxEncoder
+    onnx_model = runner(path, original.config, threads)
     module.model = onnx_model  # replaces the registered submodule: the torch weights are freed with it
     return onnx_model
