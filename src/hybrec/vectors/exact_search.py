@@ -5,7 +5,7 @@ them, and it does not depend on which other queries it was computed with (which 
 :mod:`hybrec.vectors.exact_batcher` coalesce concurrent requests into one matrix product). Two steps get there:
 
 1. **Pruned scan.** The matrix is kept sorted by row norm, largest first (:class:`NormLayout`). Queries are scored in
-   chunks by a float32 matrix product, each chunk reaching the position where the nearest query can stop; after each
+   chunks by a float32 matrix product, each chunk reaching the position where the farthest query can stop; after each
    chunk a query stops once its ``k``-th best score beats what any row not scanned yet could reach: by
    Cauchy-Schwarz, ``q . v <= |q| |v|``, and the sorted norms say how large ``|v|`` still is. On ALS factors, whose
    norms vary widely (popular items have long vectors), a top-10 query can stop after 30-45% of the rows (measured on
@@ -34,7 +34,7 @@ import torch
 from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
 
-#: Rows (by decreasing norm) scored in the first chunk of a pruned scan; each further chunk ends where the nearest
+#: Rows (by decreasing norm) scored in the first chunk of a pruned scan; each further chunk ends where the farthest
 #: query of the batch can stop (:meth:`_Scan.stop_position`), and is at least ``MIN_CHUNK`` rows long.
 FIRST_CHUNK = 2048
 MIN_CHUNK = 1024
@@ -423,6 +423,7 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
         return out
     size, start, active = len(col.ids), 0, scans
     end = min(size, FIRST_CHUNK)
+    chunk = FIRST_CHUNK
     while active and start < size:
         scores = score_rows(np.stack([s.request.query for _, s in active]), layout.matrix_t[:, start:end])
         still, stops = [], []
@@ -431,12 +432,15 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
             if end < size and not scan.done(float(layout.norms[end]), relative_error):
                 still.append((i, scan))
                 stops.append(scan.stop_position(layout.norms, relative_error))
-        # The next chunk ends where the nearest query can stop, as far as its k-th best score says now: a doubling
-        # chunk overshoots that by up to half the rows it reads. Never less than MIN_CHUNK rows, so that a batch is
-        # not read in slivers.
+        # The next chunk ends where the farthest query can stop, as far as the k-th best scores known now say: one
+        # more matrix product then settles the whole batch (each query leaves it as soon as it is done), where
+        # doubling chunks read up to twice the rows a query needs and more, smaller chunks cost a product and the
+        # per-query bookkeeping each. A query with fewer than k candidates yet (a selective filter) has no stop
+        # position; while only such queries are left, chunks double.
         active, start = still, end
-        if stops:
-            end = min(size, max(start + MIN_CHUNK, min(stops)))
+        known = [stop for stop in stops if stop < size]
+        chunk = max(MIN_CHUNK, max(known) - start) if known else 2 * chunk
+        end = min(size, start + chunk)
     for i, scan in scans:
         out[i] = _exact_top(col, scan.request, layout.order[scan.positions], scan.approx, scan.slack)
     return out
