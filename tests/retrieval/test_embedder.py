@@ -120,7 +120,8 @@ def test_a_failed_onnx_export_keeps_the_torch_encoder(
     with caplog.at_level("WARNING", logger="hybrec.retrieval.embedder"):
         assert fallback.encode(["drill"]).shape == (1, 384)
     assert fallback.runs_on == "torch"
-    assert "cannot run embedding model 'all-MiniLM-L6-v2' on ONNX Runtime (RuntimeError: exporter crashed)" in caplog.text
+    expected = "cannot run embedding model 'all-MiniLM-L6-v2' on ONNX Runtime (RuntimeError: exporter crashed)"
+    assert expected in caplog.text
 
 
 def test_backend_and_threads_are_checked_and_part_of_the_shared_key() -> None:
