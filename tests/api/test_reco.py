@@ -304,3 +304,29 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         "/ready",
     ):
         assert path in paths
+
+
+def test_recommendation_json_is_exactly_the_response_models_json() -> None:
+    """The endpoint serialises the serving layer's dataclasses directly; it must write what the documented
+    RecommendationResponse would, field for field and in its order."""
+    from hybrec.api.routes.reco import recommendation_json
+    from hybrec.api.schemas import RecommendationResponse, RecommendedItem
+    from hybrec.recommend.types import Recommendations, ScoredItem
+
+    items = [
+        ScoredItem("i1", 1.25, 'Name "quoted" é', "Brand", "cat", 19.99, 4.5),
+        ScoredItem("i2", -0.5),
+        ScoredItem("i3", 3.0, price=5.0, avg_rating=None),
+    ]
+    for result in (
+        Recommendations(7, items, "folded_in", ["user_cache_unavailable: folded in"]),
+        Recommendations(1, [], "cold_start_popular"),
+    ):
+        model = RecommendationResponse(
+            user_id="u 1",
+            model_version=result.model_version,
+            items=[RecommendedItem.model_validate(i, from_attributes=True) for i in result.items],
+            strategy=result.strategy,
+            degraded=result.degraded,
+        )
+        assert recommendation_json("u 1", result) == model.model_dump_json().encode()
