@@ -14,6 +14,7 @@ from hybrec.chat.engine import ChatEngine
 from hybrec.chat.memory import ChatStore, UnknownSession
 from hybrec.chat.prompts import SYSTEM_PROMPT
 from hybrec.chat.schemas import ChatTurn
+from hybrec.llm.base import LLMUnavailable
 from hybrec.llm.openai_compat import OpenAICompatLLM
 from hybrec.llm.rules import RuleBasedLLM
 from hybrec.retrieval.search import ProductSearch
@@ -250,7 +251,7 @@ def test_the_als_vector_personalises_the_order(gift_shop) -> None:
 
 
 def test_warm_up_reads_the_instruction_and_stores_nothing(gift_shop, scripted) -> None:
-    llm = scripted({"TurnReading": ['{"mode": "small_talk"}']}, replies=[])
+    llm = scripted({"TurnReading": ['{"mode": "small_talk"}']}, replies=["Hi"])
     engine = gift_shop.engine(llm)
 
     def chat_rows() -> tuple[int, int]:
@@ -262,5 +263,13 @@ def test_warm_up_reads_the_instruction_and_stores_nothing(gift_shop, scripted) -
 
     before = chat_rows()
     assert engine.warm_up() >= 0
-    assert [c for c, _ in llm.calls] == ["structured:TurnReading"]
+    # The routing instruction, then the answer instruction that opens every answer prompt (read, one token made).
+    assert [c for c, _ in llm.calls] == ["structured:TurnReading", "complete"]
+    answer_prompt = llm.calls[1][1]
+    assert answer_prompt[0].content.startswith(SYSTEM_PROMPT)
     assert chat_rows() == before
+
+
+def test_warm_up_survives_an_llm_that_cannot_answer(gift_shop, scripted) -> None:
+    llm = scripted({"TurnReading": ['{"mode": "small_talk"}']}, replies=[LLMUnavailable("server down")])
+    assert gift_shop.engine(llm).warm_up() >= 0

@@ -6,6 +6,7 @@ any reply that quotes it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from hybrec.chat.schemas import ChatItem
@@ -59,8 +60,12 @@ def understanding_messages(
 #: length is most of a turn's time (the 1.5B model reads ~35 tokens/s on two cores): five products with their full
 #: Amazon titles and two 200-character reviews each made a ~700-token prompt, ~20 s before the first word. A name cut
 #: at a word boundary still grounds (hybrec.chat.grounding matches the words of a mention against the full names).
-PROMPT_NAME_CHARS = 90
+PROMPT_NAME_CHARS = 64
 PROMPT_SNIPPET_CHARS = 120
+#: A catalog title's first phrase ends at one of these ("Name, spec, spec", "Name - spec", "Name (pack of 10)"); the
+#: prompt names a product by that phrase when it is at least PROMPT_NAME_MIN_CHARS long.
+_TITLE_BREAK = re.compile(r",\s|\s[-\u2013|]\s|\s\(")
+PROMPT_NAME_MIN_CHARS = 20
 #: Products described to the LLM: the top three of a search (the answer recommends one or two; the API's ``items``
 #: carry them all), every shown product for a follow-up question about them ("which of those is cheapest?").
 PROMPT_ITEMS = 3
@@ -75,6 +80,21 @@ def clip(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:-") + "..."
 
 
+def short_name(name: str, limit: int = PROMPT_NAME_CHARS) -> str:
+    """How the answer prompt names a product: the title's first phrase, cut to ``limit`` at a word boundary.
+
+    The 1.5B model repeats the names it is given, so an Amazon title of 80-120 characters cost 20-30 tokens per
+    mention (industrial catalog: answers hit the token cap, p95 16.9 s). A name cut in the middle of a phrase was
+    repeated as such ("Petri Dishes, 60,"); the first phrase ("Karter Scientific 206D2 Plastic Petri Dishes") reads
+    as a name and still grounds (hybrec.chat.grounding matches a mention's words against the full names).
+    """
+    for brk in _TITLE_BREAK.finditer(name):
+        if brk.start() >= PROMPT_NAME_MIN_CHARS:
+            name = name[: brk.start()]
+            break
+    return clip(name, limit).removesuffix("...")
+
+
 def describe_item(position: int, item: ChatItem, snippets: Sequence[str] = ()) -> str:
     """One numbered line of the product list given to the LLM (name clipped, at most one review snippet).
 
@@ -82,7 +102,7 @@ def describe_item(position: int, item: ChatItem, snippets: Sequence[str] = ()) -
     answers by copying a line, and a copied sentence still reads as an answer where "name | brand X | price $25.00"
     did not. The brand is left out when the name already says it.
     """
-    name = clip(item.name, PROMPT_NAME_CHARS).removesuffix("...")  # a cut name still grounds (see above)
+    name = short_name(item.name)  # a cut name still grounds (see above)
     line = f"{position}. {name}"
     if item.brand and item.brand.casefold() not in item.name.casefold():
         line += f" by {item.brand}"
