@@ -142,8 +142,8 @@ def _torch_cholesky(sys_: RowSystems, Y: torch.Tensor, X: torch.Tensor, G: torch
     k = X.shape[1]
     rhs = _sparse_sum(sys_, Y, None)
     indptr = sys_.indptr.tolist()
-    idx = sys_.indices.to(Y.device).long()
-    aw = sys_.a_weight.to(Y.device)
+    idx = sys_.indices.long()
+    aw = sys_.a_weight
     eye = torch.eye(k, device=Y.device)
     row = 0
     while row < sys_.rows:  # chunks of whole rows whose nonzeros fit the temporary budget
