@@ -7,16 +7,11 @@ arrive while a batch runs wait for it to finish and then run together (group com
 the number of requests in flight, up to ``max_batch``.
 
 The worker is one thread started on the first request and ended after ``idle_s`` without one (or by :meth:`close`),
-so an index that is not queried holds no thread. Its OpenMP kernels (torch's matrix product) run on one thread:
-requests, not one product's inner parallelism, keep a serving machine's cores busy, and an OpenMP team woken per
-batch would spin on cores that the event loop and other requests need. ``omp_set_num_threads`` sets the calling
-thread's own value (the OpenMP ``nthreads-var`` is per thread), so other threads, such as an in-process trainer, keep
-theirs, whereas ``torch.set_num_threads`` would also lower the default of every thread started later.
+so an index that is not queried holds no thread.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -32,14 +27,6 @@ Result = TypeVar("Result")
 MAX_BATCH = 32
 #: Seconds without a request after which the worker thread ends (a later request starts a new one).
 IDLE_S = 10.0
-
-
-def single_threaded_openmp() -> None:
-    """Make the calling thread's OpenMP parallel regions use one thread (no-op where no OpenMP runtime is loaded)."""
-    try:
-        ctypes.CDLL(None).omp_set_num_threads(1)
-    except (AttributeError, OSError):  # torch built without OpenMP, or a platform without a global namespace
-        logger.debug("no OpenMP runtime in the global namespace; batched scoring keeps its default threads")
 
 
 class CoalescerClosed(RuntimeError):
@@ -117,7 +104,6 @@ class Coalescer(Generic[Request, Result]):
             return batch
 
     def _work(self) -> None:
-        single_threaded_openmp()
         while (batch := self._next_batch()) is not None:
             try:
                 results = self._run_batch([request for request, _ in batch])

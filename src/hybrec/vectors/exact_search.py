@@ -23,16 +23,19 @@ come from step 2; so an answer is the same, bit for bit, whatever batch, chunk b
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
+from threadpoolctl import threadpool_limits
 
 from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
+
+logger = logging.getLogger(__name__)
 
 #: Rows (by decreasing norm) scored in the first chunk of a pruned scan; each further chunk ends where the farthest
 #: query of the batch can stop (:meth:`_Scan.stop_position`), and is at least ``MIN_CHUNK`` rows long.
@@ -54,19 +57,40 @@ def error_bound(dim: int) -> float:
     return max(1e-4, 8.0 * dim * 2.0**-24)
 
 
-def score_rows(queries: np.ndarray, matrix_t: torch.Tensor) -> np.ndarray:
+def score_rows(queries: np.ndarray, matrix_t: np.ndarray) -> np.ndarray:
     """``queries @ matrix_t`` as a float32 ``[q, n]`` array (``matrix_t``: ``[dim, n]``, possibly a column slice).
 
-    torch runs the product on the calling thread's OpenMP setting and releases the GIL meanwhile. A lone query row is
-    padded to two so that it runs as a matrix-matrix product like a batch (the matrix-vector kernel is slower on a
-    column slice). The scores only steer the pruned scan: the reported ones come from :func:`exact_scores`.
+    numpy's product (OpenBLAS in numpy's wheels) releases the GIL and runs on one thread (:func:`single_threaded_blas`).
+    It is not torch's: torch's
+    CPU wheels multiply through MKL, which on AMD processors takes a generic code path; one query against 32k x 64
+    sorted rows took 270 us there against 110 us in OpenBLAS, on one thread of an AMD EPYC (and a batch of 16,
+    1.24 ms against 0.85 ms). The scores only steer the pruned scan: the reported ones come from
+    :func:`exact_scores`, so the kernel's rounding never shows in an answer.
     """
-    rows = queries.shape[0]
-    if rows == 1:
-        padded = np.zeros((2, queries.shape[1]), dtype=np.float32)
-        padded[0] = queries[0]
-        return torch.mm(torch.from_numpy(padded), matrix_t).numpy()[:1]
-    return torch.mm(torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)), matrix_t).numpy()
+    return np.ascontiguousarray(queries, dtype=np.float32) @ matrix_t
+
+
+_blas_limited = False
+
+
+def single_threaded_blas() -> None:
+    """Run numpy's BLAS (OpenBLAS, or MKL in some builds) on one thread in this process, once.
+
+    Requests, not one product's inner parallelism, keep a serving machine's cores busy: BLAS threads woken per product
+    spin on cores that the event loop and other requests need (two OpenBLAS threads doubled the CPU time of a query
+    for a quarter off its wall time), and products started from several request threads at once, each fanning out to
+    every core, ran 40x slower than on one thread each. OpenBLAS keeps one thread count per process, so this applies
+    to every numpy product of a process that searches an exact index (the first scan layout sets it); torch's kernels,
+    an in-process trainer's, keep their own threads.
+    """
+    global _blas_limited
+    if _blas_limited:
+        return
+    _blas_limited = True
+    try:
+        threadpool_limits(limits=1, user_api="blas")
+    except Exception:  # an unknown BLAS build: products keep its default threads, answers are the same
+        logger.debug("could not limit numpy's BLAS threads", exc_info=True)
 
 
 def exact_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
@@ -154,9 +178,9 @@ class NormLayout:
 
     Attributes
     ----------
-    matrix_t : torch.Tensor
-        ``[dim, N]`` contiguous transpose of the sorted matrix (sorted position ``p`` is column ``p``): a chunk of
-        positions is a column slice, which the batched product reads fastest.
+    matrix_t : np.ndarray
+        ``[dim, N]`` float32, the contiguous transpose of the sorted matrix (sorted position ``p`` is column ``p``): a
+        chunk of positions is a column slice, which the batched product reads fastest.
     order : np.ndarray
         ``[N]`` int64, the row at each sorted position.
     position : np.ndarray
@@ -166,7 +190,7 @@ class NormLayout:
         position ``p`` or later.
     """
 
-    matrix_t: torch.Tensor
+    matrix_t: np.ndarray
     order: np.ndarray
     position: np.ndarray
     norms: np.ndarray
@@ -178,7 +202,7 @@ class NormLayout:
         position = np.empty_like(order)
         position[order] = np.arange(order.size)
         return cls(
-            matrix_t=torch.from_numpy(np.ascontiguousarray(vectors[order].T)),
+            matrix_t=np.ascontiguousarray(vectors[order].T),
             order=order,
             position=position,
             norms=np.append(norms[order], 0.0),
@@ -203,6 +227,7 @@ class Derived:
         if self._layout is None:
             with self._lock:
                 if self._layout is None:
+                    single_threaded_blas()
                     self._layout = NormLayout.of(self._vectors)
         return self._layout
 
