@@ -232,7 +232,7 @@ def test_internal_errors_carry_no_stack_trace(client: TestClient, monkeypatch: p
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internals at /srv/hybrec")
 
-    monkeypatch.setattr(recommender, "recommend", explode)
+    monkeypatch.setattr(recommender, "_prepare", explode)  # the first step of both the sync and the async path
     response = client.get("/v1/users/u1/recommendations")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}
@@ -304,6 +304,25 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
         "/ready",
     ):
         assert path in paths
+
+
+def test_openapi_documents_the_recommendation_query_parameters(client: TestClient) -> None:
+    # The endpoint validates its query string as one model (hybrec.api.params); the document still lists each one.
+    operation = json.loads(client.get("/openapi.json").text)["paths"]["/v1/users/{user_id}/recommendations"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["user_id"]["in"] == "path" and parameters["user_id"]["required"]
+    assert {"n", "exclude_seen", "category", "brand", "min_price", "max_price", "min_rating"} <= set(parameters)
+    assert all(
+        parameters[name]["in"] == "query" and not parameters[name]["required"]
+        for name in parameters
+        if name != "user_id"
+    )
+    assert (
+        parameters["n"]["schema"]["type"] == "integer"
+        and "HYBREC_MAX_RECOMMENDATIONS" in parameters["n"]["description"]
+    )
+    price = parameters["min_price"]["schema"]["anyOf"][0]
+    assert price["type"] == "number" and price["minimum"] == 0
 
 
 def test_recommendation_json_is_exactly_the_response_models_json() -> None:

@@ -6,6 +6,7 @@ real client libraries into :class:`VectorStoreUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -56,6 +57,35 @@ def test_a_trained_user_is_served_from_the_model_when_the_cache_misses(trained: 
     recommender = Recommender(trained, user_cache=MemoryUserVectorCache())
     result = recommender.recommend("U00001", 5)
     assert result.strategy == "trained" and len(result.items) == 5 and result.degraded == []
+
+
+def test_the_event_loop_path_answers_exactly_as_the_threaded_one(trained: Settings) -> None:
+    # Embedded backends answer in-process, so the API awaits recommend_async on its event loop.
+    recommender = Recommender(trained, user_cache=MemoryUserVectorCache())
+    assert recommender.answers_in_process
+    cases = [
+        ("U00001", 5, None),  # trained
+        ("U00002", 8, Filter(max_price=60)),
+        ("never-seen", 4, None),  # cold start
+        ("never-seen", 4, Filter(min_rating=3.0)),  # cold start with a filter: the popular list through the index
+    ]
+
+    async def both() -> list[tuple[object, object]]:
+        return [
+            (recommender.recommend(u, n, where), await recommender.recommend_async(u, n, where))
+            for u, n, where in cases
+        ]
+
+    for threaded, awaited in asyncio.run(both()):
+        assert awaited == threaded
+    assert [r.strategy for r, _ in asyncio.run(both())] == [
+        "trained",
+        "trained",
+        "cold_start_popular",
+        "cold_start_popular",
+    ]
+    redis = RedisUserVectorCache(f"redis://127.0.0.1:{_dead_port()}/0")
+    assert not Recommender(trained, user_cache=redis).answers_in_process  # round trips: a worker thread
 
 
 def test_reload_picks_up_a_new_version_within_the_interval(trained: Settings) -> None:

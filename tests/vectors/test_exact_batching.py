@@ -8,6 +8,7 @@ allow-list) and exclusions; and both with a brute-force ranking of every row by 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,28 @@ def test_concurrent_batched_queries_return_exactly_the_unbatched_answers() -> No
     assert coalescer is not None and 0 < coalescer.requests < len(jobs)
     batched.close()
     assert not coalescer.running
+
+
+def test_queries_awaited_on_an_event_loop_are_batched_and_equal_the_unbatched_answers() -> None:
+    # The API's embedded path: one event loop awaits every request's search at once, so they join batches.
+    batched, direct = ExactVectorIndex(), ExactVectorIndex(coalesce=False)
+    vectors = _fill(batched)
+    _fill(direct)
+    jobs = range(200)
+
+    async def ask(job: int) -> list[tuple[str, float, dict]]:
+        n, where, exclude = QUERIES[job % len(QUERIES)]
+        query = vectors[job % 500] * (1 + job % 3)
+        hits = (await batched.query_async("items", query, n, where=where, exclude_ids=exclude))[0]
+        return [(h.id, h.score, h.metadata) for h in hits]
+
+    async def ask_all() -> list[list[tuple[str, float, dict]]]:
+        return list(await asyncio.gather(*(ask(job) for job in jobs)))
+
+    assert asyncio.run(ask_all()) == [_ask(direct, vectors, job) for job in jobs]
+    coalescer = batched._coalescer
+    assert coalescer is not None and 0 < coalescer.batches < coalescer.requests  # several requests per batch
+    batched.close()
 
 
 def test_a_multi_row_query_equals_its_rows_asked_one_by_one() -> None:

@@ -17,6 +17,7 @@ from the model artifact, or fails with :class:`~hybrec.recommend.errors.Dependen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -43,7 +44,7 @@ from hybrec.recommend.types import (
 from hybrec.store import model_versions, queries
 from hybrec.store.engine import public_error_name, session_scope
 from hybrec.vectors import make_user_cache, make_vector_index
-from hybrec.vectors.base import CollectionNotFound, UserVectorCache, VectorIndex, VectorStoreUnavailable
+from hybrec.vectors.base import CollectionNotFound, Hit, UserVectorCache, VectorIndex, VectorStoreUnavailable
 from hybrec.vectors.filters import Filter
 
 log = logging.getLogger(__name__)
@@ -104,17 +105,21 @@ class Recommender:
         loaded version instead of queueing behind it; only with no model loaded yet do they wait.
         """
         now = self._clock()
-        if not force and now - self._checked_at < self.reload_interval_s:
+        if not force and not self._reload_due(now):
             return
         if not self._reload_lock.acquire(blocking=force or self._state is None):
             return
         try:
-            if not force and now - self._checked_at < self.reload_interval_s:
+            if not force and not self._reload_due(now):
                 return
             self._checked_at = now
             self._reload()
         finally:
             self._reload_lock.release()
+
+    def _reload_due(self, now: float | None = None) -> bool:
+        """Whether :meth:`refresh` would check the store for a new version now (``reload_interval_s`` has passed)."""
+        return (self._clock() if now is None else now) - self._checked_at >= self.reload_interval_s
 
     def _reload(self) -> None:
         with timed(self.telemetry, "reload_check"):
@@ -201,17 +206,55 @@ class Recommender:
         self, user_id: str, n: int, where: Filter | None = None, *, exclude_seen: bool = True
     ) -> Recommendations:
         """The ``n`` best items for ``user_id`` that pass ``where`` (fewer only when fewer match)."""
+        state, vector, strategy, seen, degraded = self._prepare(user_id, exclude_seen)
+        if vector is None:
+            items = self._popular(state, n, where, seen, degraded)
+        else:
+            items = self._query(state, vector, n, where, seen, degraded)
+        return Recommendations(state.version, items, strategy, degraded)
+
+    @property
+    def answers_in_process(self) -> bool:
+        """Whether a recommendation needs no network round trip: an in-process user cache and item index, and a
+        SQLite store (a local file). :meth:`recommend_async` then runs on the caller's event loop."""
+        return (
+            self.user_cache.in_process
+            and self.item_index.in_process
+            and self.settings.database_url.startswith("sqlite")
+        )
+
+    async def recommend_async(
+        self, user_id: str, n: int, where: Filter | None = None, *, exclude_seen: bool = True
+    ) -> Recommendations:
+        """:meth:`recommend` on an event loop, for a recommender that :attr:`answers_in_process`.
+
+        The store read and the user vector take microseconds here, so they run on the loop; the index search is
+        awaited (the exact index's coalescing thread reads the matrix for every request in flight at once), so the
+        loop keeps taking requests meanwhile. Nothing waits on a thread pool: run from a pool, each request paid a
+        thread hop and the pool's threads queued for the GIL, which cost about half of a request's CPU. Work that
+        can take long runs in a worker thread instead: a due check for a new model version (which may load one),
+        and the cold-start fill of a filtered request.
+        """
+        if self._reload_due():
+            await asyncio.to_thread(self.refresh)
+        state, vector, strategy, seen, degraded = self._prepare(user_id, exclude_seen)
+        if vector is None:
+            items = await asyncio.to_thread(self._popular, state, n, where, seen, degraded)
+        else:
+            items = await self._query_async(state, vector, n, where, seen, degraded)
+        return Recommendations(state.version, items, strategy, degraded)
+
+    def _prepare(
+        self, user_id: str, exclude_seen: bool
+    ) -> tuple[ServingState, np.ndarray | None, Strategy, set[str], list[str]]:
+        """The live state, the user's vector and how it was obtained, the items to exclude, and the degradations."""
         state = self._current()
         degraded: list[str] = []
         with timed(self.telemetry, "store_read"):
             events = self._stored_events(user_id)
         seen = {e.item_id for e in events} if exclude_seen else set()
         vector, strategy = self._user_vector(state, user_id, events, degraded)
-        if vector is None:
-            items = self._popular(state, n, where, seen, degraded)
-        else:
-            items = self._query(state, vector, n, where, seen, degraded)
-        return Recommendations(state.version, items, strategy, degraded)
+        return state, vector, strategy, seen, degraded
 
     def item_scores(self, user_id: str, item_ids: Sequence[str]) -> tuple[dict[str, float], Strategy]:
         """The user's ALS scores (dot products) for ``item_ids``, for blending into another ranking (chat).
@@ -269,18 +312,47 @@ class Recommender:
             try:
                 hits = self.item_index.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
             except (VectorStoreUnavailable, CollectionNotFound) as exc:
-                # Down, or this version's collection already deleted (a newer version is active and this process
-                # has not reloaded yet): answer exactly from the factors in memory.
-                self.telemetry.fallback("item_index_unavailable")
-                fallback = state.fallback_index()
-                if fallback is None:
-                    raise DependencyUnavailable(
-                        f"the item index is unavailable ({exc}) and no model artifact is loaded to serve from"
-                    ) from exc
-                if INDEX_DOWN not in degraded:
-                    degraded.append(INDEX_DOWN)
-                hits = fallback.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
+                hits = self._fallback_query(state, vector, n, where, exclude, degraded, exc)
         return [state.scored(h.id, h.score) for h in hits]
+
+    async def _query_async(
+        self,
+        state: ServingState,
+        vector: np.ndarray,
+        n: int,
+        where: Filter | None,
+        exclude: set[str],
+        degraded: list[str],
+    ) -> list[ScoredItem]:
+        with timed(self.telemetry, "index_query"):
+            try:
+                found = await self.item_index.query_async(state.collection, vector, n, where=where, exclude_ids=exclude)
+                hits = found[0]
+            except (VectorStoreUnavailable, CollectionNotFound) as exc:
+                hits = self._fallback_query(state, vector, n, where, exclude, degraded, exc)
+        return [state.scored(h.id, h.score) for h in hits]
+
+    def _fallback_query(
+        self,
+        state: ServingState,
+        vector: np.ndarray,
+        n: int,
+        where: Filter | None,
+        exclude: set[str],
+        degraded: list[str],
+        exc: Exception,
+    ) -> list[Hit]:
+        """The index is down, or this version's collection is already deleted (a newer version is active and this
+        process has not reloaded yet): answer exactly from the factors in memory."""
+        self.telemetry.fallback("item_index_unavailable")
+        fallback = state.fallback_index()
+        if fallback is None:
+            raise DependencyUnavailable(
+                f"the item index is unavailable ({exc}) and no model artifact is loaded to serve from"
+            ) from exc
+        if INDEX_DOWN not in degraded:
+            degraded.append(INDEX_DOWN)
+        return fallback.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
 
     def _popular(
         self, state: ServingState, n: int, where: Filter | None, seen: set[str], degraded: list[str]

@@ -13,6 +13,7 @@ Every backend signals an unreachable server with :class:`VectorStoreUnavailable`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -248,6 +249,10 @@ class UserVectorCache(ABC):
     ``None`` (the caller then folds the user in or falls back to cold start).
     """
 
+    #: Whether calls are answered from this process's memory, with no round trip to a server (an event loop may then
+    #: call them directly instead of from a worker thread).
+    in_process: bool = False
+
     @abstractmethod
     def get(self, version: int, user_id: str) -> np.ndarray | None: ...
 
@@ -318,6 +323,9 @@ class VectorIndex(ABC):
     inside the search: a query returns ``n`` hits whenever ``n`` items match.
     """
 
+    #: Whether searches run in this process, with no round trip to a server (see :meth:`query_async`).
+    in_process: bool = False
+
     @abstractmethod
     def create_collection(self, name: str, dim: int, metric: Metric = "ip", *, exist_ok: bool = True) -> None:
         """Create ``name``; an existing collection with the same dim and metric is fine when ``exist_ok``."""
@@ -373,6 +381,21 @@ class VectorIndex(ABC):
         exclude_ids: set[str] | frozenset[str] | None = None,
     ) -> list[list[Hit]]:
         """The ``n`` best hits for each query row (fewer only when fewer items match), best first."""
+
+    async def query_async(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        n: int,
+        where: Filter | None = None,
+        exclude_ids: set[str] | frozenset[str] | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`query` for a caller on an event loop, which keeps serving while the search runs.
+
+        By default :meth:`query` runs in a worker thread; an in-process index may do better (the exact index hands
+        a one-row query to its coalescing thread and awaits the batch).
+        """
+        return await asyncio.to_thread(self.query, name, vectors, n, where, exclude_ids)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (no-op by default)."""

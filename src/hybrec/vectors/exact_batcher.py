@@ -77,6 +77,11 @@ class Coalescer(Generic[Request, Result]):
 
         Raises :class:`CoalescerClosed` after :meth:`close`, and whatever the batch raised for this request.
         """
+        return self.submit(request).result()
+
+    def submit(self, request: Request) -> Future[Result]:
+        """Queue ``request`` and return the future of its result, without waiting (an event loop awaits it through
+        :func:`asyncio.wrap_future`). Raises :class:`CoalescerClosed` after :meth:`close`."""
         future: Future[Result] = Future()
         with self._cond:
             if self._closed:
@@ -87,7 +92,7 @@ class Coalescer(Generic[Request, Result]):
                 self._worker.start()
             elif len(self._pending) == 1:  # the worker may be waiting for a first request
                 self._cond.notify()
-        return future.result()
+        return future
 
     # --- the worker ---------------------------------------------------------------------------------------------
     def _next_batch(self) -> list[tuple[Request, Future[Result]]] | None:

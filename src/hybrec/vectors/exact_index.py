@@ -22,6 +22,7 @@ process, e.g. the trainer, published a new version).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -72,6 +73,8 @@ class ExactVectorIndex(VectorIndex):
         Coalesce concurrent one-row queries into batches on a worker thread (see the module docstring); off, every
         query is computed on its caller's thread. Answers are the same either way.
     """
+
+    in_process = True
 
     def __init__(self, root: str | Path | None = None, *, coalesce: bool = True) -> None:
         self.root = Path(root) if root is not None else None
@@ -261,12 +264,39 @@ class ExactVectorIndex(VectorIndex):
         col, queries, k, plan = self._plan(name, vectors, n, where, exclude_ids)
         if k == 0:
             return [[] for _ in range(queries.shape[0])]
-        if queries.shape[0] == 1 and plan.candidates is None and self.coalesce:
+        if self._coalesces(queries, plan):
             try:
                 return [hits(col, self._batcher().run((col, Request(queries[0], k, plan))))]
             except CoalescerClosed:  # closed while this query came in: answer it here
                 pass
         return search(col, queries, k, plan)
+
+    async def query_async(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        n: int,
+        where: Filter | None = None,
+        exclude_ids: set[str] | frozenset[str] | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`query` from an event loop: a one-row query joins the coalescing thread's next batch and is awaited,
+        so the loop takes more requests (which join the same batch) while the matrix is read; the few-candidate
+        queries of a selective filter, and multi-row ones, are computed on the loop."""
+        col, queries, k, plan = self._plan(name, vectors, n, where, exclude_ids)
+        if k == 0:
+            return [[] for _ in range(queries.shape[0])]
+        if self._coalesces(queries, plan):
+            try:
+                future = self._batcher().submit((col, Request(queries[0], k, plan)))
+            except CoalescerClosed:
+                pass
+            else:
+                return [hits(col, await asyncio.wrap_future(future))]
+        return search(col, queries, k, plan)
+
+    def _coalesces(self, queries: np.ndarray, plan: Plan) -> bool:
+        """Whether a query goes to the coalescing thread: one row scanning the matrix (not a few candidates)."""
+        return queries.shape[0] == 1 and plan.candidates is None and self.coalesce
 
     def _plan(
         self,

@@ -17,6 +17,8 @@ class MemoryUserVectorCache(UserVectorCache):
     Vectors are copied in and out, so a caller mutating an array never changes what is cached.
     """
 
+    in_process = True
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._vectors: dict[int, dict[str, np.ndarray]] = {}

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import Discriminator, Tag, TypeAdapter
+from pydantic import BaseModel, Discriminator, Field, Tag, TypeAdapter
 
 from hybrec.api.deps import RecommenderDep, SettingsDep, recommender_of, require_read_key, require_write_key
+from hybrec.api.params import openapi_query_parameters, query_model
 from hybrec.api.schemas import (
     MAX_ID_LENGTH,
     InteractionBatch,
@@ -54,34 +56,55 @@ def check_n(n: int, settings: Settings, field: tuple[str, ...] = ("query", "n"))
     return n
 
 
-async def item_filters(
-    category: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
-    brand: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)] = None,
-    min_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-    max_price: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
-    min_rating: Annotated[float | None, Query(ge=0, le=10, allow_inf_nan=False)] = None,
-) -> Filter:
-    """The item filters of a query string; min_price > max_price is a 422.
+class ItemFilterQuery(BaseModel):
+    """The item filters of a query string (every one optional); :meth:`to_filter` checks them together."""
+
+    category: Annotated[str | None, Field(min_length=1, max_length=MAX_ID_LENGTH)] = None
+    brand: Annotated[str | None, Field(min_length=1, max_length=MAX_ID_LENGTH)] = None
+    min_price: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    max_price: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    min_rating: Annotated[float | None, Field(ge=0, le=10, allow_inf_nan=False)] = None
+
+    def to_filter(self) -> Filter:
+        """The search filter; min_price > max_price, or a brand with nothing to match on, is a 422."""
+        if self.min_price is not None and self.max_price is not None and self.min_price > self.max_price:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "value_error",
+                        "loc": ("query", "min_price"),
+                        "msg": f"min_price ({self.min_price}) must not exceed max_price ({self.max_price})",
+                        "input": self.min_price,
+                    }
+                ]
+            )
+        try:
+            return Filter(
+                category=self.category,
+                brand=self.brand,
+                min_price=self.min_price,
+                max_price=self.max_price,
+                min_rating=self.min_rating,
+            )
+        except ValueError as exc:  # e.g. a brand with no letters or digits to match on
+            raise RequestValidationError(
+                [{"type": "value_error", "loc": ("query",), "msg": str(exc), "input": None}]
+            ) from exc
+
+
+class RecommendationQuery(ItemFilterQuery):
+    """The query string of ``GET /v1/users/{user_id}/recommendations``."""
+
+    n: Annotated[int, Field(description="How many items (1..HYBREC_MAX_RECOMMENDATIONS).")] = 10
+    exclude_seen: Annotated[bool, Field(description="Leave out the items the user interacted with.")] = True
+
+
+async def item_filters(query: Annotated[ItemFilterQuery, Query()]) -> Filter:
+    """The item filters of a query string, as a dependency.
 
     ``async`` because it never blocks: a plain ``def`` dependency costs a thread-pool hop per request.
     """
-    if min_price is not None and max_price is not None and min_price > max_price:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "min_price"),
-                    "msg": f"min_price ({min_price}) must not exceed max_price ({max_price})",
-                    "input": min_price,
-                }
-            ]
-        )
-    try:
-        return Filter(category=category, brand=brand, min_price=min_price, max_price=max_price, min_rating=min_rating)
-    except ValueError as exc:  # e.g. a brand with no letters or digits to match on
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("query",), "msg": str(exc), "input": None}]
-        ) from exc
+    return query.to_filter()
 
 
 FiltersDep = Annotated[Filter, Depends(item_filters)]
@@ -123,19 +146,23 @@ def recommendation_json(user_id: str, result: Recommendations) -> bytes:
     return _RECOMMENDATION_JSON.dump_json(body)
 
 
-@router.get("/v1/users/{user_id}/recommendations", response_model=RecommendationResponse)
-def recommend_for_user(
-    request: Request,
-    user_id: PathId,
-    filters: FiltersDep,
-    n: Annotated[int, Query(description="How many items (1..HYBREC_MAX_RECOMMENDATIONS).")] = 10,
-    exclude_seen: bool = True,
-) -> Response:
+@router.get(
+    "/v1/users/{user_id}/recommendations",
+    response_model=RecommendationResponse,
+    openapi_extra={"parameters": openapi_query_parameters(RecommendationQuery)},
+)
+async def recommend_for_user(request: Request, user_id: PathId) -> Response:
     """Top-``n`` items for a user, filters applied inside the search, seen items excluded by default."""
-    # The recommender and the settings straight from the app rather than as dependencies: FastAPI solves each
-    # dependency per request, a visible share of the busiest endpoint's CPU.
+    # The busiest endpoint reads its query string in one validation (hybrec.api.params) and takes the recommender
+    # and settings straight from the app: FastAPI solves each parameter and dependency on its own, per request.
+    query = query_model(RecommendationQuery, request)
+    filters = query.to_filter()
+    n = check_n(query.n, request.app.state.settings)
     recommender = recommender_of(request)
-    result = recommender.recommend(user_id, check_n(n, request.app.state.settings), filters, exclude_seen=exclude_seen)
+    if recommender.answers_in_process:  # embedded: on the event loop, awaiting only the index search
+        result = await recommender.recommend_async(user_id, n, filters, exclude_seen=query.exclude_seen)
+    else:  # round trips to Redis, Chroma or PostgreSQL block: in a worker thread
+        result = await run_in_threadpool(recommender.recommend, user_id, n, filters, exclude_seen=query.exclude_seen)
     return Response(recommendation_json(user_id, result), media_type="application/json")
 
 
