@@ -7,6 +7,7 @@ real client libraries into :class:`VectorStoreUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from pathlib import Path
 
@@ -86,6 +87,25 @@ def test_the_event_loop_path_answers_exactly_as_the_threaded_one(trained: Settin
     ]
     redis = RedisUserVectorCache(f"redis://127.0.0.1:{_dead_port()}/0")
     assert not Recommender(trained, user_cache=redis).answers_in_process  # round trips: a worker thread
+
+
+def test_a_serving_recommender_freezes_the_loaded_model_out_of_the_collectors_sight(trained: Settings) -> None:
+    # hybrec serve's recommender: the model and its index collection (loaded now, not on the first request) are
+    # frozen, so full collections no longer walk them.
+    index = ExactVectorIndex(Path(trained.var_dir) / "index")
+    try:
+        recommender = Recommender(trained, user_cache=MemoryUserVectorCache(), item_index=index, freeze_gc=True)
+        recommender.refresh(force=True)
+        frozen = gc.get_freeze_count()
+        state = recommender._state
+        assert state is not None and frozen > len(state.item_pos)
+        assert not any(o is state.item_pos for o in gc.get_objects())  # in the permanent generation, not scanned
+        assert index._collections[state.collection].metadatas  # loaded before freezing
+        assert recommender.recommend("U00001", 5).strategy == "trained"
+    finally:
+        gc.unfreeze()
+    Recommender(trained, user_cache=MemoryUserVectorCache()).refresh(force=True)
+    assert gc.get_freeze_count() == 0  # off by default: tests and tools building many models never freeze
 
 
 def test_reload_picks_up_a_new_version_within_the_interval(trained: Settings) -> None:

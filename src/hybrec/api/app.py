@@ -68,6 +68,7 @@ def create_app(
     *,
     recommender: Recommender | None = None,
     warm_up: bool = False,
+    freeze_gc: bool = False,
 ) -> FastAPI:
     """Build the API.
 
@@ -77,6 +78,9 @@ def create_app(
         Defaults to the process settings (:func:`hybrec.config.get_settings`).
     components : sequence of str
         ``reco``, ``trainer`` and/or the names of route modules under ``hybrec.api.routes`` (e.g. ``chat``).
+    freeze_gc : bool, default False
+        The recommender built here freezes each loaded model out of the garbage collector's sight (see
+        :class:`~hybrec.recommend.service.Recommender`); ``hybrec serve`` turns it on.
     recommender : Recommender, optional
         An already built recommender (tests, benchmarks); by default one is built from ``settings`` at startup.
     warm_up : bool, default False
@@ -92,7 +96,7 @@ def create_app(
         # The chat engine alone (production's chat service) still personalises: it reads the live model's vectors
         # from the shared stores through a recommender of its own, as the reco service does.
         if ("reco" in components or "chat" in components) and app.state.recommender is None:
-            app.state.recommender = Recommender(settings, telemetry=metrics)
+            app.state.recommender = Recommender(settings, telemetry=metrics, freeze_gc=freeze_gc)
         if app.state.recommender is not None:
             app.state.recommender.refresh(force=True)
         if "trainer" in components:

@@ -60,7 +60,7 @@ def run_server(settings: Settings, components: tuple[str, ...], host: str, port:
         )
     typer.echo(f"hybrec API ({', '.join(components)}) on http://{host}:{port}", err=True)
     if workers == 1:
-        _uvicorn(create_app(settings, components, warm_up=True), host, port)
+        _uvicorn(create_app(settings, components, warm_up=True, freeze_gc=True), host, port)
         return
     os.environ["HYBREC_DATABASE_URL"] = settings.database_url
     os.environ[COMPONENTS_ENV] = ",".join(components)
@@ -86,7 +86,7 @@ def worker_app() -> FastAPI:
     from hybrec.api.app import create_app
 
     components = tuple(c for c in os.environ.get(COMPONENTS_ENV, "reco").split(",") if c)
-    return create_app(get_settings(), components, warm_up=True)
+    return create_app(get_settings(), components, warm_up=True, freeze_gc=True)
 
 
 @serve_app.callback(invoke_without_command=True)
