@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sentence_transformers
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hybrec.config import Settings
 from hybrec.retrieval import onnx_reranker
 from hybrec.retrieval import reranker as reranker_module
+from hybrec.retrieval.embedder import hub_reachable
 from hybrec.retrieval.onnx_reranker import OnnxSequenceClassifier
 from hybrec.retrieval.reranker import get_reranker, load_reranker, reranker_status
 
@@ -76,6 +79,29 @@ def test_hub_name_without_cached_weights_falls_back_offline(monkeypatch: pytest.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets; no network is tried
     assert load_reranker("cross-encoder/ms-marco-MiniLM-L-6-v2-not-in-cache") is None
     assert reranker_status().state == "fallback"
+
+
+def test_an_unreachable_hub_means_the_local_cache_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No HF_HUB_OFFLINE, but nothing answers at the hub's address: one probe, then the cache only, instead of
+    # huggingface_hub retrying each file with backoff (45 s before an offline server's first chat answered).
+    from huggingface_hub import constants
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", dead)
+    assert not hub_reachable(timeout_s=1.0)
+    tried: list[bool] = []
+    real_cross_encoder = sentence_transformers.CrossEncoder
+
+    def cross_encoder(*args: object, local_files_only: bool = False, **kwargs: object) -> object:
+        tried.append(local_files_only)
+        return real_cross_encoder(*args, local_files_only=local_files_only, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "CrossEncoder", cross_encoder)
+    assert load_reranker("cross-encoder/ms-marco-MiniLM-L-6-v2-not-in-cache") is None
+    assert tried == [True] and reranker_status().state == "fallback"
 
 
 def test_empty_name_and_multi_label_models_are_not_rerankers(tmp_path: Path, tiny_cross_encoder: Path) -> None:

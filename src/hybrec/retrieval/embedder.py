@@ -18,6 +18,7 @@ ONNX Runtime 6.6 ms on one thread, 3.6 ms on two (torch's small-matrix products 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import httpx
 import numpy as np
 
 if TYPE_CHECKING:
@@ -58,6 +60,30 @@ def hub_offline() -> bool:
     except ImportError:  # pragma: no cover - sentence-transformers depends on huggingface_hub
         return True
     return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers at all, asked once per process and endpoint.
+
+    Loading a model by hub name on a machine that cannot reach the hub, without ``HF_HUB_OFFLINE``, makes
+    ``huggingface_hub`` retry each file with backoff: the first chat request of an offline server waited 45 s for a
+    reranker that then fell back anyway. A caller that sees False loads from the local cache only.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - sentence-transformers depends on huggingface_hub
+        return False
+    return _answers(constants.ENDPOINT, timeout_s)
+
+
+@functools.lru_cache(maxsize=8)
+def _answers(url: str, timeout_s: float) -> bool:
+    try:
+        httpx.head(url, timeout=timeout_s)  # any HTTP answer, even an error status, means the hub is there
+    except httpx.HTTPError as exc:
+        logger.warning("the Hugging Face hub (%s) is unreachable (%s): models load from the local cache only", url, exc)
+        return False
+    return True
 
 
 def resolve_embedding_model(name_or_path: str) -> str:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from hybrec.retrieval.embedder import hub_offline
+from hybrec.retrieval.embedder import hub_offline, hub_reachable
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
@@ -183,8 +183,8 @@ def load_reranker(
     Parameters
     ----------
     model_name_or_path : str
-        A hub name (read from the local HF cache when ``HF_HUB_OFFLINE`` is set) or a folder written by
-        ``CrossEncoder.save_pretrained``.
+        A hub name (read from the local HF cache when ``HF_HUB_OFFLINE`` is set or the hub does not answer) or a
+        folder written by ``CrossEncoder.save_pretrained``.
     device : str or None, default None
         torch device; None lets sentence-transformers choose.
     max_length : int or None, default 64
@@ -227,7 +227,8 @@ def load_reranker(
             str(local) if is_local else name,
             device=device,
             max_length=max_length,
-            local_files_only=is_local or hub_offline(),
+            # Unreachable hub: the local cache only, rather than retrying each file with backoff for a minute.
+            local_files_only=is_local or hub_offline() or not hub_reachable(),
         )
     except Exception as exc:  # any failure to load means the same thing: no reranker, degrade
         reason = f"cannot load cross-encoder {name!r}: {type(exc).__name__}: {exc}".splitlines()[0]
