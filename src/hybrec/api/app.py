@@ -78,14 +78,14 @@ def create_app(
         Defaults to the process settings (:func:`hybrec.config.get_settings`).
     components : sequence of str
         ``reco``, ``trainer`` and/or the names of route modules under ``hybrec.api.routes`` (e.g. ``chat``).
-    freeze_gc : bool, default False
-        The recommender built here freezes each loaded model out of the garbage collector's sight (see
-        :class:`~hybrec.recommend.service.Recommender`); ``hybrec serve`` turns it on.
     recommender : Recommender, optional
         An already built recommender (tests, benchmarks); by default one is built from ``settings`` at startup.
     warm_up : bool, default False
         At startup, call each component module's ``warm_up(app)`` (chat: load the models and read the routing
         instruction in the background). ``hybrec serve`` turns it on; tests building many apps leave it off.
+    freeze_gc : bool, default False
+        The recommender built here freezes each loaded model out of the garbage collector's sight (see
+        :class:`~hybrec.recommend.service.Recommender`); ``hybrec serve`` turns it on.
     """
     settings = settings or get_settings()
     metrics = Metrics()

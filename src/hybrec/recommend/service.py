@@ -77,10 +77,11 @@ class Recommender:
         Check the store for a newly activated version at most this often.
     freeze_gc : bool, default False
         After loading a model version, move every object then alive out of the cyclic garbage collector's sight
-        (:func:`gc.freeze`). A loaded model is a million long-lived objects (ids, metadata), which every full
-        collection otherwise walks: 100-260 ms pauses with the benchmark's 100k items, each one stalling every
-        request in flight, and a sixth of a loaded server's CPU. For serving processes (``hybrec serve``): cyclic
-        garbage among frozen objects is never collected, which a test process building many models should not pay.
+        (:func:`gc.freeze`). A loaded model is hundreds of thousands of long-lived objects (ids, metadata: 275k with
+        the benchmark's 100k items), which every full collection otherwise walks, stalling every request in flight:
+        ``bench/reco_api.py`` measured p99 132 ms on every endpoint, 21 ms with the model frozen. For serving
+        processes (``hybrec serve``): cyclic garbage among frozen objects is never collected, which a test process
+        building many models should not pay.
     """
 
     def __init__(
@@ -255,10 +256,10 @@ class Recommender:
     ) -> Recommendations:
         """:meth:`recommend` on an event loop, for a recommender that :attr:`answers_in_process`.
 
-        The store read and the user vector take microseconds here, so they run on the loop; the index search is
-        awaited (the exact index's coalescing thread reads the matrix for every request in flight at once), so the
-        loop keeps taking requests meanwhile. Nothing waits on a thread pool: run from a pool, each request paid a
-        thread hop and the pool's threads queued for the GIL, which cost about half of a request's CPU. Work that
+        The store read and the user vector take a fraction of a millisecond here, so they run on the loop; the index
+        search is awaited (the exact index's coalescing thread reads the matrix for every request in flight at once),
+        so the loop keeps taking requests meanwhile. Nothing waits on a thread pool: run from a pool, each request
+        paid a thread hop and the pool's threads queued for the GIL, about a third of a request's CPU. Work that
         can take long runs in a worker thread instead: a due check for a new model version (which may load one),
         and the cold-start fill of a filtered request.
         """
