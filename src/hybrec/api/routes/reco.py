@@ -14,7 +14,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Discriminator, Field, Tag, TypeAdapter
 
-from hybrec.api.deps import RecommenderDep, SettingsDep, recommender_of, require_read_key, require_write_key
+from hybrec.api.deps import (
+    READ_KEY_SECURITY,
+    RecommenderDep,
+    SettingsDep,
+    check_read_key,
+    recommender_of,
+    require_read_key,
+    require_write_key,
+)
 from hybrec.api.params import openapi_query_parameters, query_model
 from hybrec.api.schemas import (
     MAX_ID_LENGTH,
@@ -32,8 +40,10 @@ from hybrec.config import Settings
 from hybrec.recommend.types import InteractionEvent, Recommendations, ScoredItem
 from hybrec.vectors.filters import Filter
 
-# Reads by default (a key only with HYBREC_API_KEYS_ON_READS); the write below adds the write check.
-router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_read_key)])
+router = APIRouter(tags=["recommendations"])
+# Reads (a key only with HYBREC_API_KEYS_ON_READS); the write below adds the write check. The busiest endpoint is on
+# `router` and checks the read key in its handler (check_read_key); `reads` joins `router` at the end of the module.
+reads = APIRouter(dependencies=[Depends(require_read_key)])
 
 PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="External id.")]
 
@@ -114,7 +124,7 @@ def _items(items: list[ScoredItem]) -> list[RecommendedItem]:
     return [RecommendedItem.model_validate(i, from_attributes=True) for i in items]
 
 
-@router.get("/v1/users//recommendations", include_in_schema=False)
+@reads.get("/v1/users//recommendations", include_in_schema=False)
 def empty_user_id() -> None:
     raise RequestValidationError(
         [{"type": "string_too_short", "loc": ("path", "user_id"), "msg": "user_id must not be empty", "input": ""}]
@@ -149,12 +159,14 @@ def recommendation_json(user_id: str, result: Recommendations) -> bytes:
 @router.get(
     "/v1/users/{user_id}/recommendations",
     response_model=RecommendationResponse,
-    openapi_extra={"parameters": openapi_query_parameters(RecommendationQuery)},
+    openapi_extra={"parameters": openapi_query_parameters(RecommendationQuery), "security": READ_KEY_SECURITY},
 )
 async def recommend_for_user(request: Request, user_id: PathId) -> Response:
     """Top-``n`` items for a user, filters applied inside the search, seen items excluded by default."""
-    # The busiest endpoint reads its query string in one validation (hybrec.api.params) and takes the recommender
-    # and settings straight from the app: FastAPI solves each parameter and dependency on its own, per request.
+    # The busiest endpoint checks the read key, reads its query string in one validation (hybrec.api.params) and
+    # takes the recommender and settings straight from the app: FastAPI solves each parameter and dependency on its
+    # own, per request.
+    check_read_key(request)
     query = query_model(RecommendationQuery, request)
     filters = query.to_filter()
     n = check_n(query.n, request.app.state.settings)
@@ -166,7 +178,7 @@ async def recommend_for_user(request: Request, user_id: PathId) -> Response:
     return Response(recommendation_json(user_id, result), media_type="application/json")
 
 
-@router.get("/v1/items/{item_id}/similar", response_model=SimilarItemsResponse)
+@reads.get("/v1/items/{item_id}/similar", response_model=SimilarItemsResponse)
 def similar_items(
     item_id: PathId,
     recommender: RecommenderDep,
@@ -191,7 +203,7 @@ InteractionsBody = Annotated[
 ]
 
 
-@router.post(
+@reads.post(
     "/v1/interactions",
     response_model=InteractionsResponse,
     status_code=201,
@@ -210,7 +222,7 @@ def post_interactions(body: Annotated[InteractionsBody, Body()], recommender: Re
     )
 
 
-@router.post("/recommendation", response_model=SeedRecommendationResponse)
+@reads.post("/recommendation", response_model=SeedRecommendationResponse)
 def seed_recommendation(
     body: SeedRecommendationRequest, recommender: RecommenderDep, settings: SettingsDep
 ) -> SeedRecommendationResponse:
@@ -220,3 +232,6 @@ def seed_recommendation(
     return SeedRecommendationResponse(
         recommendations=[i.item_id for i in result.items], scores=[i.score for i in result.items]
     )
+
+
+router.include_router(reads)
