@@ -77,9 +77,10 @@ def test_the_event_loop_path_answers_exactly_as_the_threaded_one(trained: Settin
             for u, n, where in cases
         ]
 
-    for threaded, awaited in asyncio.run(both()):
+    results = asyncio.run(both())
+    for threaded, awaited in results:
         assert awaited == threaded
-    assert [r.strategy for r, _ in asyncio.run(both())] == [
+    assert [r.strategy for r, _ in results] == [
         "trained",
         "trained",
         "cold_start_popular",

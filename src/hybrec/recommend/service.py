@@ -266,7 +266,9 @@ class Recommender:
         if self._reload_due():
             await asyncio.to_thread(self.refresh)
         state, vector, strategy, seen, degraded = self._prepare(user_id, exclude_seen)
-        if vector is None:
+        if vector is None and (where is None or where.is_empty):  # the popularity list as it is: no search
+            items = self._popular(state, n, where, seen, degraded)
+        elif vector is None:
             items = await asyncio.to_thread(self._popular, state, n, where, seen, degraded)
         else:
             items = await self._query_async(state, vector, n, where, seen, degraded)
