@@ -29,6 +29,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -261,15 +262,11 @@ class ExactVectorIndex(VectorIndex):
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
     ) -> list[list[Hit]]:
-        col, queries, k, plan = self._plan(name, vectors, n, where, exclude_ids)
-        if k == 0:
-            return [[] for _ in range(queries.shape[0])]
-        if self._coalesces(queries, plan):
-            try:
-                return [hits(col, self._batcher().run((col, Request(queries[0], k, plan))))]
-            except CoalescerClosed:  # closed while this query came in: answer it here
-                pass
-        return search(col, queries, k, plan)
+        started = self._start(name, vectors, n, where, exclude_ids)
+        if isinstance(started, list):
+            return started
+        col, future = started
+        return [hits(col, future.result())]
 
     async def query_async(
         self,
@@ -282,21 +279,31 @@ class ExactVectorIndex(VectorIndex):
         """:meth:`query` from an event loop: a one-row query joins the coalescing thread's next batch and is awaited,
         so the loop takes more requests (which join the same batch) while the matrix is read; the few-candidate
         queries of a selective filter, and multi-row ones, are computed on the loop."""
+        started = self._start(name, vectors, n, where, exclude_ids)
+        if isinstance(started, list):
+            return started
+        col, future = started
+        return [hits(col, await asyncio.wrap_future(future))]
+
+    def _start(
+        self,
+        name: str,
+        vectors: np.ndarray,
+        n: int,
+        where: Filter | None,
+        exclude_ids: set[str] | frozenset[str] | None,
+    ) -> list[list[Hit]] | tuple[Snapshot, Future[tuple[np.ndarray, np.ndarray]]]:
+        """The answer computed on this thread, or, for a one-row scan, its snapshot and the future of its rows and
+        scores from the coalescing thread's next batch."""
         col, queries, k, plan = self._plan(name, vectors, n, where, exclude_ids)
         if k == 0:
             return [[] for _ in range(queries.shape[0])]
-        if self._coalesces(queries, plan):
+        if queries.shape[0] == 1 and plan.candidates is None and self.coalesce:
             try:
-                future = self._batcher().submit((col, Request(queries[0], k, plan)))
-            except CoalescerClosed:
+                return col, self._batcher().submit((col, Request(queries[0], k, plan)))
+            except CoalescerClosed:  # closed while this query came in: answer it here
                 pass
-            else:
-                return [hits(col, await asyncio.wrap_future(future))]
         return search(col, queries, k, plan)
-
-    def _coalesces(self, queries: np.ndarray, plan: Plan) -> bool:
-        """Whether a query goes to the coalescing thread: one row scanning the matrix (not a few candidates)."""
-        return queries.shape[0] == 1 and plan.candidates is None and self.coalesce
 
     def _plan(
         self,
