@@ -23,7 +23,7 @@ from hybrec.api.deps import (
     require_read_key,
     require_write_key,
 )
-from hybrec.api.params import openapi_query_parameters, query_model
+from hybrec.api.params import openapi_path_parameter, openapi_query_parameters, path_value, query_model
 from hybrec.api.schemas import (
     MAX_ID_LENGTH,
     InteractionBatch,
@@ -46,6 +46,8 @@ router = APIRouter(tags=["recommendations"])
 reads = APIRouter(dependencies=[Depends(require_read_key)])
 
 PathId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="External id.")]
+#: ``PathId`` for a handler that validates its path itself (:func:`hybrec.api.params.path_value`).
+PATH_ID = TypeAdapter(Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, description="External id.")])
 
 
 def check_n(n: int, settings: Settings, field: tuple[str, ...] = ("query", "n")) -> int:
@@ -159,14 +161,18 @@ def recommendation_json(user_id: str, result: Recommendations) -> bytes:
 @router.get(
     "/v1/users/{user_id}/recommendations",
     response_model=RecommendationResponse,
-    openapi_extra={"parameters": openapi_query_parameters(RecommendationQuery), "security": READ_KEY_SECURITY},
+    openapi_extra={
+        "parameters": [openapi_path_parameter(PATH_ID, "user_id"), *openapi_query_parameters(RecommendationQuery)],
+        "security": READ_KEY_SECURITY,
+    },
 )
-async def recommend_for_user(request: Request, user_id: PathId) -> Response:
+async def recommend_for_user(request: Request) -> Response:
     """Top-``n`` items for a user, filters applied inside the search, seen items excluded by default."""
-    # The busiest endpoint checks the read key, reads its query string in one validation (hybrec.api.params) and
+    # The busiest endpoint checks the read key, validates its path and query string itself (hybrec.api.params) and
     # takes the recommender and settings straight from the app: FastAPI solves each parameter and dependency on its
     # own, per request.
     check_read_key(request)
+    user_id = path_value(PATH_ID, request, "user_id")
     query = query_model(RecommendationQuery, request)
     filters = query.to_filter()
     n = check_n(query.n, request.app.state.settings)
