@@ -215,6 +215,46 @@ def test_requests_arriving_during_a_batch_run_together_as_the_next_one() -> None
     assert not coalescer.running
 
 
+def test_coroutines_get_their_results_on_their_loop_one_callback_per_batch() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+    coalescer = Coalescer(_gated(calls, gate), name="test-coalescer")
+    handed: list[int] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        call_soon_threadsafe = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a: handed.append(1) or call_soon_threadsafe(*a)  # type: ignore[method-assign]
+        blocker = coalescer.submit(0)  # a thread's request: the worker holds it until the gate opens
+        while not calls:
+            await asyncio.sleep(0.001)
+        futures = [coalescer.submit_async(r) for r in (1, -2, 3, 4)]
+        futures[3].cancel()  # its caller stopped waiting (a client hung up): the others are still answered
+        gate.set()
+        assert await futures[0] == 10 and await futures[2] == 30
+        with pytest.raises(ValueError, match="bad -2"):
+            await futures[1]
+        assert futures[3].cancelled() and blocker.result() == 0
+
+    asyncio.run(main())
+    assert calls == [[0], [1, -2, 3, 4]] and handed == [1]  # one hand-over to the loop for the batch
+    coalescer.close()
+
+
+def test_a_request_whose_loop_closed_is_dropped_and_the_worker_goes_on() -> None:
+    calls: list[list[int]] = []
+    gate = threading.Event()
+    coalescer = Coalescer(_gated(calls, gate), name="test-coalescer")
+
+    async def leave() -> None:
+        coalescer.submit_async(5)  # never awaited: asyncio.run closes the loop before the batch is done
+
+    asyncio.run(leave())
+    gate.set()
+    assert coalescer.run(3) == 30
+    coalescer.close()
+
+
 def test_a_failing_batch_fails_each_of_its_requests_and_the_worker_goes_on() -> None:
     def run_batch(requests: Sequence[int]) -> list[int]:
         if 13 in requests:

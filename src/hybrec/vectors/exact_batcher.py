@@ -8,15 +8,21 @@ the number of requests in flight, up to ``max_batch``.
 
 The worker is one thread started on the first request and ended after ``idle_s`` without one (or by :meth:`close`),
 so an index that is not queried holds no thread.
+
+Requests come from threads (:meth:`Coalescer.submit`, a :class:`concurrent.futures.Future` each) or from coroutines
+(:meth:`Coalescer.submit_async`, an :class:`asyncio.Future` of the caller's loop). A batch's loop futures are
+resolved by one callback per loop: chaining a thread future to the loop per request
+(:func:`asyncio.wrap_future`) cost each request a lock, a condition and a wake-up of the loop of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +37,21 @@ IDLE_S = 10.0
 
 class CoalescerClosed(RuntimeError):
     """A request was submitted to a coalescer after :meth:`Coalescer.close`."""
+
+
+#: Where a request's result goes: a thread's future, or a loop's future (set on that loop).
+Waiter: TypeAlias = Future[Any] | tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], object]]) -> None:
+    """On the loop: hand each awaiting coroutine its result (or exception), unless it stopped waiting."""
+    for future, outcome in outcomes:
+        if future.cancelled():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class Coalescer(Generic[Request, Result]):
@@ -63,7 +84,7 @@ class Coalescer(Generic[Request, Result]):
         self._name = name
         self._max_batch = max_batch
         self._idle_s = idle_s
-        self._pending: list[tuple[Request, Future[Result]]] = []
+        self._pending: list[tuple[Request, Waiter]] = []
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
         self._closed = False
@@ -80,22 +101,33 @@ class Coalescer(Generic[Request, Result]):
         return self.submit(request).result()
 
     def submit(self, request: Request) -> Future[Result]:
-        """Queue ``request`` and return the future of its result, without waiting (an event loop awaits it through
-        :func:`asyncio.wrap_future`). Raises :class:`CoalescerClosed` after :meth:`close`."""
+        """Queue ``request`` and return the future of its result, without waiting. Raises :class:`CoalescerClosed`
+        after :meth:`close`."""
         future: Future[Result] = Future()
+        self._enqueue(request, future)
+        return future
+
+    def submit_async(self, request: Request) -> asyncio.Future[Result]:
+        """Queue ``request`` from a coroutine and return a future of the running loop, set on that loop when the
+        batch is done. Raises :class:`CoalescerClosed` after :meth:`close`."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._enqueue(request, (loop, future))
+        return future
+
+    def _enqueue(self, request: Request, waiter: Waiter) -> None:
         with self._cond:
             if self._closed:
                 raise CoalescerClosed(f"{self._name} is closed")
-            self._pending.append((request, future))
+            self._pending.append((request, waiter))
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._worker.start()
             elif len(self._pending) == 1:  # the worker may be waiting for a first request
                 self._cond.notify()
-        return future
 
     # --- the worker ---------------------------------------------------------------------------------------------
-    def _next_batch(self) -> list[tuple[Request, Future[Result]]] | None:
+    def _next_batch(self) -> list[tuple[Request, Waiter]] | None:
         """The next requests to run, or None when the worker should end (idle, or closed with nothing left)."""
         with self._cond:
             while not self._pending:
@@ -119,11 +151,19 @@ class Coalescer(Generic[Request, Result]):
                 results = [exc] * len(batch)
             self.batches += 1
             self.requests += len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
+            on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
+            for (_, waiter), result in zip(batch, results, strict=True):
+                if isinstance(waiter, tuple):
+                    on_loops.setdefault(waiter[0], []).append((waiter[1], result))
+                elif isinstance(result, BaseException):
+                    waiter.set_exception(result)
                 else:
-                    future.set_result(result)
+                    waiter.set_result(result)
+            for loop, outcomes in on_loops.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, outcomes)
+                except RuntimeError:  # the loop closed meanwhile: nobody awaits these any more
+                    logger.debug("%s: %d results for a closed event loop dropped", self._name, len(outcomes))
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
     @property

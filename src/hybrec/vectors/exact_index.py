@@ -58,6 +58,9 @@ from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
 from hybrec.vectors.exact_search import Plan, Request, Snapshot, hits, plan_query, search, search_batch
 from hybrec.vectors.filters import Filter
 
+#: One query's answer from the search thread: its rows and their scores, best first.
+Found = tuple[np.ndarray, np.ndarray]
+
 logger = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
@@ -85,7 +88,7 @@ class ExactVectorIndex(VectorIndex):
         self._paths: dict[str, str] = {}  # collection name -> its file, for the per-query change check
         self._lock = threading.RLock()
         self.coalesce = coalesce
-        self._coalescer: Coalescer[tuple[Snapshot, Request], tuple[np.ndarray, np.ndarray]] | None = None
+        self._coalescer: Coalescer[tuple[Snapshot, Request], Found] | None = None
 
     def __repr__(self) -> str:
         return f"ExactVectorIndex(root={str(self.root) if self.root else None!r})"
@@ -262,10 +265,11 @@ class ExactVectorIndex(VectorIndex):
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
     ) -> list[list[Hit]]:
-        started = self._start(name, vectors, n, where, exclude_ids)
+        started = self._start(name, vectors, n, where, exclude_ids, on_loop=False)
         if isinstance(started, list):
             return started
         col, future = started
+        assert isinstance(future, Future)
         return [hits(col, future.result())]
 
     async def query_async(
@@ -279,11 +283,12 @@ class ExactVectorIndex(VectorIndex):
         """:meth:`query` from an event loop: a one-row query joins the coalescing thread's next batch and is awaited,
         so the loop takes more requests (which join the same batch) while the matrix is read; the few-candidate
         queries of a selective filter, and multi-row ones, are computed on the loop."""
-        started = self._start(name, vectors, n, where, exclude_ids)
+        started = self._start(name, vectors, n, where, exclude_ids, on_loop=True)
         if isinstance(started, list):
             return started
         col, future = started
-        return [hits(col, await asyncio.wrap_future(future))]
+        assert isinstance(future, asyncio.Future)
+        return [hits(col, await future)]
 
     def _start(
         self,
@@ -292,15 +297,19 @@ class ExactVectorIndex(VectorIndex):
         n: int,
         where: Filter | None,
         exclude_ids: set[str] | frozenset[str] | None,
-    ) -> list[list[Hit]] | tuple[Snapshot, Future[tuple[np.ndarray, np.ndarray]]]:
+        *,
+        on_loop: bool,
+    ) -> list[list[Hit]] | tuple[Snapshot, Future[Found] | asyncio.Future[Found]]:
         """The answer computed on this thread, or, for a one-row scan, its snapshot and the future of its rows and
-        scores from the coalescing thread's next batch."""
+        scores from the coalescing thread's next batch (a future of the running loop when ``on_loop``)."""
         col, queries, k, plan = self._plan(name, vectors, n, where, exclude_ids)
         if k == 0:
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[0] == 1 and plan.candidates is None and self.coalesce:
+            request = (col, Request(queries[0], k, plan))
             try:
-                return col, self._batcher().submit((col, Request(queries[0], k, plan)))
+                batcher = self._batcher()
+                return col, batcher.submit_async(request) if on_loop else batcher.submit(request)
             except CoalescerClosed:  # closed while this query came in: answer it here
                 pass
         return search(col, queries, k, plan)
@@ -320,7 +329,7 @@ class ExactVectorIndex(VectorIndex):
         plan = plan_query(col, where, exclude_ids)
         return col, queries, min(n, plan.allowed), plan
 
-    def _batcher(self) -> Coalescer[tuple[Snapshot, Request], tuple[np.ndarray, np.ndarray]]:
+    def _batcher(self) -> Coalescer[tuple[Snapshot, Request], Found]:
         coalescer = self._coalescer
         if coalescer is None:
             with self._lock:
