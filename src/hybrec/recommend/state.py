@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from hybrec.config import Settings
 from hybrec.recommend.model import ALSModel, load_model
-from hybrec.recommend.types import ScoredItem, make_scored_item
+from hybrec.recommend.types import ScoredItem
 from hybrec.store import queries
 from hybrec.store.engine import session_scope
 from hybrec.vectors.base import VectorIndex
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 POPULAR_FILE = "popular.json"
 ITEM_META_KEYS = ("name", "category", "brand", "price", "avg_rating")
+#: The metadata fields of a :class:`ScoredItem`, in its order.
+SHOWN_KEYS = tuple(f.name for f in fields(ScoredItem))[2:]
+_NOTHING_SHOWN = (None,) * len(SHOWN_KEYS)
 
 
 def collection_name(version: int) -> str:
@@ -50,6 +53,12 @@ class ServingState:
     item_meta: dict[str, dict[str, Any]]
     _fallback: VectorIndex | None = field(default=None, repr=False)
     _fallback_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: :class:`ScoredItem`'s metadata fields in its order, per item: built with the state (so that a server freezing
+    #: the loaded model out of the garbage collector's sight freezes these too), read ten times per answer.
+    _shown: dict[str, tuple[Any, ...]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._shown = {item: tuple(meta.get(key) for key in SHOWN_KEYS) for item, meta in self.item_meta.items()}
 
     @property
     def item_factors(self) -> np.ndarray:
@@ -79,7 +88,8 @@ class ServingState:
         return self.model.fold_in(rows, values)
 
     def scored(self, item_id: str, score: float) -> ScoredItem:
-        return make_scored_item(item_id, score, self.item_meta.get(item_id, {}))
+        """``item_id`` with its score and the metadata answers show (``None`` for what the catalog lacks)."""
+        return ScoredItem(item_id, float(score), *self._shown.get(item_id, _NOTHING_SHOWN))
 
     def fallback_index(self) -> VectorIndex | None:
         """An exact in-process index over this version's item factors (built on first use), for when the item

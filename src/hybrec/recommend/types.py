@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 Strategy = Literal["trained", "folded_in", "cold_start_popular"]
 
@@ -62,15 +62,3 @@ class Readiness:
     model_version: int | None
     checks: dict[str, tuple[bool, str | None]]
     last_training: LastTraining | None
-
-
-def make_scored_item(item_id: str, score: float, meta: dict[str, Any]) -> ScoredItem:
-    return ScoredItem(
-        item_id=item_id,
-        score=float(score),
-        name=meta.get("name"),
-        brand=meta.get("brand"),
-        category=meta.get("category"),
-        price=meta.get("price"),
-        avg_rating=meta.get("avg_rating"),
-    )
