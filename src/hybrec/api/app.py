@@ -133,6 +133,7 @@ def create_app(
 
     app.include_router(health.router)
     if "reco" in components:
+        reco.route_first(app)
         app.include_router(reco.router)
         app.include_router(admin.router)
     for module in extra_modules:
