@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ from hybrec.api.app import create_app
 from hybrec.config import Settings
 from hybrec.recommend.errors import ModelNotReady
 from hybrec.recommend.service import CACHE_DOWN, INDEX_DOWN, Recommender
+from hybrec.recommend.types import InteractionEvent
 from hybrec.store import migrate, queries
+from hybrec.store.engine import get_engine
 from hybrec.training.job import run_training
 from hybrec.vectors.chroma_index import ChromaVectorIndex
 from hybrec.vectors.exact_index import ExactVectorIndex
@@ -214,3 +217,25 @@ def test_the_serving_read_of_a_users_events_matches_the_orm_read(trained: Settin
     recommender = Recommender(trained, user_cache=MemoryUserVectorCache())
     seen = {e.item_id for e in queries.user_interactions_by_url(url, "U00001")}
     assert not seen & {i.item_id for i in recommender.recommend("U00001", 20).items}
+
+
+def test_a_kept_connection_reads_what_was_committed_since_and_holds_no_transaction(trained: Settings) -> None:
+    # The event loop keeps one pooled connection between reads: it must see every write committed meanwhile, and must
+    # not sit in a read transaction (which would pin an old snapshot and stop SQLite's WAL checkpoints).
+    url = trained.database_url
+    before = queries.user_events_by_url(url, "U00001", keep_connection=True)
+    assert before == queries.user_events_by_url(url, "U00001")
+    kept = queries._kept_connection(get_engine(url))
+    assert not kept.dbapi_connection.in_transaction
+    item = next(i for i in ("P00001", "P00002", "P00003") if i not in {e.item_id for e in before})
+    Recommender(trained, user_cache=MemoryUserVectorCache()).record_interactions(
+        [InteractionEvent("U00001", item, "purchase")]
+    )
+    after = queries.user_events_by_url(url, "U00001", keep_connection=True)
+    assert after[:-1] == before and after[-1].item_id == item
+    assert queries._kept_connection(get_engine(url)) is kept  # the same one, call after call
+    others: list[object] = []
+    thread = threading.Thread(target=lambda: others.append(queries._kept_connection(get_engine(url))))
+    thread.start()
+    thread.join()
+    assert others[0] is not kept  # each thread keeps its own

@@ -265,7 +265,8 @@ class Recommender:
         """
         if self._reload_due():
             await asyncio.to_thread(self.refresh)
-        state, vector, strategy, seen, degraded = self._prepare(user_id, exclude_seen)
+        # The loop reads the store on every request: it keeps its own pooled connection between them.
+        state, vector, strategy, seen, degraded = self._prepare(user_id, exclude_seen, keep_connection=True)
         if vector is None and (where is None or where.is_empty):  # the popularity list as it is: no search
             items = self._popular(state, n, where, seen, degraded)
         elif vector is None:
@@ -275,13 +276,13 @@ class Recommender:
         return Recommendations(state.version, items, strategy, degraded)
 
     def _prepare(
-        self, user_id: str, exclude_seen: bool
+        self, user_id: str, exclude_seen: bool, *, keep_connection: bool = False
     ) -> tuple[ServingState, np.ndarray | None, Strategy, set[str], list[str]]:
         """The live state, the user's vector and how it was obtained, the items to exclude, and the degradations."""
         state = self._current()
         degraded: list[str] = []
         with timed(self.telemetry, "store_read"):
-            events = self._stored_events(user_id)
+            events = self._stored_events(user_id, keep_connection=keep_connection)
         seen = {e.item_id for e in events} if exclude_seen else set()
         vector, strategy = self._user_vector(state, user_id, events, degraded)
         return state, vector, strategy, seen, degraded
@@ -313,9 +314,9 @@ class Recommender:
         scores = state.item_factors[[row for _, row in known]] @ vector
         return {item: float(score) for (item, _), score in zip(known, scores, strict=True)}
 
-    def _stored_events(self, user_id: str) -> list[queries.UserEvent]:
+    def _stored_events(self, user_id: str, *, keep_connection: bool = False) -> list[queries.UserEvent]:
         try:
-            return queries.user_events_by_url(self.settings.database_url, user_id)
+            return queries.user_events_by_url(self.settings.database_url, user_id, keep_connection=keep_connection)
         except (OperationalError, InterfaceError) as exc:
             raise DependencyUnavailable(f"the relational store is unavailable ({public_error_name(exc)})") from exc
 
