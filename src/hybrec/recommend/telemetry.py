@@ -7,8 +7,6 @@ get :class:`NullTelemetry`. Keeping the protocol here means ``recommend`` never 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Protocol
 
 
@@ -34,11 +32,21 @@ class NullTelemetry:
         return None
 
 
-@contextmanager
-def timed(telemetry: Telemetry, stage: str) -> Iterator[None]:
-    """Report the time spent inside the block as ``stage``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        telemetry.observe_stage(stage, time.perf_counter() - start)
+class timed:  # lower case: used like the function it was, ``with timed(telemetry, "stage"):``
+    """Report the time spent inside the ``with`` block as ``stage``.
+
+    A class rather than a generator-based context manager: it runs several times per recommendation request, and
+    entering and leaving one costs a third of :func:`contextlib.contextmanager`'s.
+    """
+
+    __slots__ = ("_stage", "_start", "_telemetry")
+
+    def __init__(self, telemetry: Telemetry, stage: str) -> None:
+        self._telemetry = telemetry
+        self._stage = stage
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._telemetry.observe_stage(self._stage, time.perf_counter() - self._start)
