@@ -265,9 +265,9 @@ def user_events_by_url(database_url: str, user_external_id: str, *, keep_connect
     store, SQLite). Driver errors are raised as SQLAlchemy's (``OperationalError`` ...), like the other queries.
 
     With ``keep_connection``, the calling thread keeps one pooled connection checked out between calls instead of
-    taking one from the pool and giving it back each time (about 10 us of the 25 us of a read of the benchmark's
-    SQLite store). For a thread that reads on every request, such as the event loop of an embedded server: a thread
-    pool's threads would each hold one.
+    taking one from the pool and giving it back each time (8-19 us of the 26-38 us of a read of the benchmark's
+    SQLite store, measured in a loop of reads). For a thread that reads on every request, such as the event loop of
+    an embedded server: a thread pool's threads would each hold one.
     """
     engine = get_engine(database_url)
     compiled = _USER_EVENTS_SQL.get(database_url)

@@ -197,8 +197,9 @@ def route_first(app: FastAPI) -> None:
       included router's. The busiest endpoint tried a dozen patterns and three nested routers first, some
       0.03-0.08 ms of the event loop's CPU per request (in-process ASGI); another request now tries one more pattern.
     * **A plain Starlette route.** The handler validates its own parameters, so FastAPI's per-route machinery
-      (solving the parameters, a response object per request) would only cost time: 17-21 us per request on this
-      machine. A FastAPI route for the same path, placed after it and never reached, documents it in OpenAPI.
+      (solving the parameters, a response object per request) would only cost time: 17-21 us per request (a trivial
+      endpoint served both ways, in-process, on a 2-core EPYC). A FastAPI route for the same path, placed after it
+      and never reached, documents it in OpenAPI.
     """
     path = "/v1/users/{user_id}/recommendations"
     app.router.routes.insert(0, _NamedRoute(path, recommend_for_user, methods=["GET"]))
