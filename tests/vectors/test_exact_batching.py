@@ -310,16 +310,22 @@ def test_an_index_answers_after_close_and_its_worker_thread_is_gone() -> None:
     index.close()
 
 
-def test_the_scan_reads_hardly_more_rows_than_the_norm_bound_needs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each chunk ends where the nearest query can stop, so a query reads about the rows Cauchy-Schwarz cannot rule
-    out for its exact k-th best score (doubling chunks read up to twice that: 46% of 100k rows for 32% needed)."""
-    rng = np.random.default_rng(5)
-    rows, n = 20_000, 10
-    vectors = _als_like(rows, DIM, rng)
-    queries = _als_like(24, DIM, np.random.default_rng(6))
+def _als_index(rows: int, seed: int, queries: int) -> tuple[ExactVectorIndex, np.ndarray, np.ndarray]:
+    """An index computing on its caller's thread over ``rows`` ALS-shaped vectors, and ``queries`` ALS-shaped
+    queries."""
+    vectors = _als_like(rows, DIM, np.random.default_rng(seed))
     index = ExactVectorIndex(coalesce=False)
     index.create_collection("items", DIM, "ip")
     index.upsert("items", [f"i{k}" for k in range(rows)], vectors, [{} for _ in range(rows)])
+    return index, vectors, _als_like(queries, DIM, np.random.default_rng(seed + 1))
+
+
+def test_the_scan_reads_hardly_more_rows_than_the_norm_bound_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query reads its first chunk, then up to where its k-th best score so far lets it stop: about the rows
+    Cauchy-Schwarz cannot rule out for its exact k-th best score (doubling chunks read up to twice that: 46% of 100k
+    rows for 32% needed)."""
+    rows, n = 20_000, 10
+    index, vectors, queries = _als_index(rows, 5, 24)
     scanned: list[int] = []
     score_rows = exact_search.score_rows
     monkeypatch.setattr(exact_search, "score_rows", lambda q, m: scanned.append(m.shape[1]) or score_rows(q, m))
@@ -337,13 +343,8 @@ def test_in_a_batch_each_query_reads_about_its_own_rows_not_the_farthest_querys(
 ) -> None:
     """A batch cuts the rows into a few segments at its queries' stops: the rows read per query stay near what each
     needs (a batch read up to its farthest query's stop before: 59% of 100k rows per query for 42% needed)."""
-    rng = np.random.default_rng(8)
     rows, n = 20_000, 10
-    vectors = _als_like(rows, DIM, rng)
-    queries = _als_like(16, DIM, np.random.default_rng(9))
-    index = ExactVectorIndex(coalesce=False)
-    index.create_collection("items", DIM, "ip")
-    index.upsert("items", [f"i{k}" for k in range(rows)], vectors, [{} for _ in range(rows)])
+    index, vectors, queries = _als_index(rows, 8, 16)
     read: list[int] = []
     products: list[int] = []
     score_rows = exact_search.score_rows
