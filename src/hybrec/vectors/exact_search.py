@@ -222,22 +222,13 @@ class NormLayout:
 
 
 class Derived:
-    """Search data derived from one snapshot's matrix and metadata, built on first use and shared by its ``replace``
-    copies."""
+    """Search data derived from one snapshot's matrix, built on first use and shared by its ``replace`` copies."""
 
-    def __init__(self, vectors: np.ndarray, metadatas: Sequence[Metadata]) -> None:
+    def __init__(self, vectors: np.ndarray) -> None:
         self._vectors = vectors
-        self._metadatas = metadatas
         self._layout: NormLayout | None = None
-        self._public: list[Metadata] | None = None
         self._lock = threading.Lock()
         self.masks = MaskCache()
-
-    def public_metadatas(self) -> list[Metadata]:
-        """Each row's metadata without the keys the index derived for itself (what a hit shows), computed once."""
-        if self._public is None:
-            self._public = [public_metadata(meta) for meta in self._metadatas]
-        return self._public
 
     def layout(self) -> NormLayout:
         """The norm-sorted layout (a second copy of the matrix: 25.6 MB for 100k x 64)."""
@@ -289,7 +280,7 @@ class Snapshot:
             rating=_floats(metas, RATING_KEY),
             category_codes=category_codes,
             brand_codes=brand_codes,
-            derived=Derived(vectors, metas),
+            derived=Derived(vectors),
         )
 
 
@@ -364,9 +355,10 @@ def plan_query(col: Snapshot, where: Filter | None, exclude_ids: set[str] | froz
 
 
 def _hits(col: Snapshot, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
-    ids, public = col.ids, col.derived.public_metadatas()
-    # A copy per hit: the caller owns its hits, and the snapshot is shared.
-    return [Hit(ids[r], s, dict(public[r])) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+    return [
+        Hit(col.ids[r], s, public_metadata(col.metadatas[r]))
+        for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
