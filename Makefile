@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml scripts/install-llama-cpp
 	# run); its wheel is built once per machine and kept outside pip's cache (see the script).
 	scripts/install-llama-cpp $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,llm,spark]'
-	# The fused ALS kernel (a torch C++ extension) is compiled here, once, from src/hybrec/als/csrc.
+	# The fused ALS kernel (a torch C++ extension) is compiled here, once, from src/hybrec/als/csrc; so is the exact
+	# index's scan kernel (src/hybrec/vectors/csrc; without a C compiler the index scans with numpy).
 	$(PY) -m hybrec.als.build
+	$(PY) -m hybrec.vectors.scan_kernel
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,7 +3,8 @@ ranking; and the coalescing worker's life.
 
 The equality tests compare an index that coalesces concurrent one-row queries with one that computes every query on
 its caller's thread, on the same data, for queries with filters (cached masks, the selective-filter path, an id
-allow-list) and exclusions; and both with a brute-force ranking of every row by its float64 dot product.
+allow-list) and exclusions; and both with a brute-force ranking of every row by its float64 dot product. They run
+with each of the two scans (``scan``): the compiled kernel and the numpy one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,25 @@ from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
 from hybrec.vectors.exact_index import ExactVectorIndex
 from hybrec.vectors.exact_search import MaskCache, plan_query
 from hybrec.vectors.filters import Filter
+from hybrec.vectors.scan_kernel import pruned_scan_kernel
 
 ROWS, DIM = 20_000, 32
 CATEGORIES = ("books", "games", "music", "rare")
+
+
+@pytest.fixture(params=["kernel", "numpy"])
+def scan(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which pruned scan the exact index runs: the compiled kernel (it must build here) or numpy's."""
+    if request.param == "kernel":
+        assert pruned_scan_kernel() is not None, "the pruned-scan kernel did not build (is a C compiler installed?)"
+    monkeypatch.setattr(exact_search, "use_kernel", request.param == "kernel")
+    return str(request.param)
+
+
+@pytest.fixture
+def numpy_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numpy scan, whose matrix products the row-counting tests count."""
+    monkeypatch.setattr(exact_search, "use_kernel", False)
 
 
 def _fill(index: ExactVectorIndex) -> np.ndarray:
@@ -62,7 +79,7 @@ def _ask(index: ExactVectorIndex, vectors: np.ndarray, job: int) -> list[tuple[s
     return [(h.id, h.score, h.metadata) for h in hits]
 
 
-def test_concurrent_batched_queries_return_exactly_the_unbatched_answers() -> None:
+def test_concurrent_batched_queries_return_exactly_the_unbatched_answers(scan: str) -> None:
     batched, direct = ExactVectorIndex(), ExactVectorIndex(coalesce=False)
     vectors = _fill(batched)
     _fill(direct)
@@ -78,7 +95,7 @@ def test_concurrent_batched_queries_return_exactly_the_unbatched_answers() -> No
     assert not coalescer.running
 
 
-def test_queries_awaited_on_an_event_loop_are_batched_and_equal_the_unbatched_answers() -> None:
+def test_queries_awaited_on_an_event_loop_are_batched_and_equal_the_unbatched_answers(scan: str) -> None:
     # The API's embedded path: one event loop awaits every request's search at once, so they join batches.
     batched, direct = ExactVectorIndex(), ExactVectorIndex(coalesce=False)
     vectors = _fill(batched)
@@ -100,7 +117,7 @@ def test_queries_awaited_on_an_event_loop_are_batched_and_equal_the_unbatched_an
     batched.close()
 
 
-def test_a_multi_row_query_equals_its_rows_asked_one_by_one() -> None:
+def test_a_multi_row_query_equals_its_rows_asked_one_by_one(scan: str) -> None:
     index = ExactVectorIndex()
     vectors = _fill(index)
     where, exclude = Filter(category="games", max_price=200), frozenset({"i3", "i30"})
@@ -131,7 +148,9 @@ def _als_like(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", ["als", "ties"])
-def test_the_pruned_scan_returns_exactly_the_full_ranking(shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pruned_scan_returns_exactly_the_full_ranking(
+    shape: str, scan: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(11)
     index = ExactVectorIndex(coalesce=False)
     if shape == "als":
@@ -161,7 +180,7 @@ def test_the_pruned_scan_returns_exactly_the_full_ranking(shape: str, monkeypatc
     assert [[(h.id, h.score) for h in hits] for hits in together] == [
         _brute_force(index, q, 10, None, None) for q in queries
     ]
-    if shape == "als":  # the norm bound stops the scan well before the end of the matrix
+    if shape == "als" and scan == "numpy":  # the norm bound stops the scan well before the end of the matrix
         assert sum(scanned) < 0.5 * ROWS * 2 * len(queries)
 
 
@@ -320,7 +339,9 @@ def _als_index(rows: int, seed: int, queries: int) -> tuple[ExactVectorIndex, np
     return index, vectors, _als_like(queries, DIM, np.random.default_rng(seed + 1))
 
 
-def test_the_scan_reads_hardly_more_rows_than_the_norm_bound_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_scan_reads_hardly_more_rows_than_the_norm_bound_needs(
+    numpy_scan: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A query reads its first chunk, then up to where its k-th best score so far lets it stop: about the rows
     Cauchy-Schwarz cannot rule out for its exact k-th best score (doubling chunks read up to twice that: 46% of 100k
     rows for 32% needed)."""
@@ -339,7 +360,7 @@ def test_the_scan_reads_hardly_more_rows_than_the_norm_bound_needs(monkeypatch: 
 
 
 def test_in_a_batch_each_query_reads_about_its_own_rows_not_the_farthest_querys(
-    monkeypatch: pytest.MonkeyPatch,
+    numpy_scan: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A batch cuts the rows into a few segments at its queries' stops: the rows read per query stay near what each
     needs (a batch read up to its farthest query's stop before: 59% of 100k rows per query for 42% needed)."""

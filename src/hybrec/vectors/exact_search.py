@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
+from hybrec.vectors.scan_kernel import PrunedScanKernel, panels_of, pruned_scan_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ FIRST_CHUNK = 2048
 MIN_CHUNK = 1024
 #: Filter masks kept per collection (each costs 5 bytes per row: a float32 penalty and a bool).
 MASK_CACHE_SIZE = 32
+#: Whether batches scan with the compiled kernel where it builds (:mod:`hybrec.vectors.scan_kernel`); off, or where it
+#: does not build, with numpy. Answers are the same either way (the tests run both).
+use_kernel = True
+#: Candidates the kernel holds per query (more for a large ``k``); a query with more runs again with room for all.
+KERNEL_CAPACITY = 1024
 #: Lowest finite float32: a candidate threshold below every real score and above a masked row's ``-inf``.
 _LOWEST = float(np.finfo(np.float32).min)
 
@@ -179,11 +185,15 @@ SUBSET_SHARE = 0.05
 class NormLayout:
     """A snapshot's matrix sorted by row norm, largest first: what the pruned scan reads.
 
+    The sorted matrix is held in one of two forms: the numpy scan reads ``matrix_t``, the compiled kernel ``panels``.
+
     Attributes
     ----------
-    matrix_t : np.ndarray
+    matrix_t : np.ndarray or None
         ``[dim, N]`` float32, the contiguous transpose of the sorted matrix (sorted position ``p`` is column ``p``): a
         chunk of positions is a column slice, which the batched product reads fastest.
+    panels : np.ndarray or None
+        ``[ceil(N / 64), dim, 64]`` float32, the kernel's form (:func:`~hybrec.vectors.scan_kernel.panels_of`).
     order : np.ndarray
         ``[N]`` int64, the row at each sorted position.
     position : np.ndarray
@@ -195,21 +205,23 @@ class NormLayout:
         ``-norms``, ascending: where :func:`numpy.searchsorted` looks a threshold up.
     """
 
-    matrix_t: np.ndarray
+    matrix_t: np.ndarray | None
+    panels: np.ndarray | None
     order: np.ndarray
     position: np.ndarray
     norms: np.ndarray
     descending_norms: np.ndarray
 
     @classmethod
-    def of(cls, vectors: np.ndarray) -> NormLayout:
+    def of(cls, vectors: np.ndarray, *, panels: bool) -> NormLayout:
         norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
         order = np.argsort(-norms, kind="stable")
         position = np.empty_like(order)
         position[order] = np.arange(order.size)
         sorted_norms = np.append(norms[order], 0.0)
         return cls(
-            matrix_t=np.ascontiguousarray(vectors[order].T),
+            matrix_t=None if panels else np.ascontiguousarray(vectors[order].T),
+            panels=panels_of(vectors[order]) if panels else None,
             order=order,
             position=position,
             norms=sorted_norms,
@@ -226,18 +238,21 @@ class Derived:
 
     def __init__(self, vectors: np.ndarray) -> None:
         self._vectors = vectors
-        self._layout: NormLayout | None = None
+        self._layouts: dict[bool, NormLayout] = {}
         self._lock = threading.Lock()
         self.masks = MaskCache()
 
-    def layout(self) -> NormLayout:
-        """The norm-sorted layout (a second copy of the matrix: 25.6 MB for 100k x 64)."""
-        if self._layout is None:
+    def layout(self, *, panels: bool) -> NormLayout:
+        """The norm-sorted layout, in the kernel's form (``panels``) or numpy's: a second copy of the matrix (25.6 MB
+        for 100k x 64)."""
+        layout = self._layouts.get(panels)
+        if layout is None:
             with self._lock:
-                if self._layout is None:
+                layout = self._layouts.get(panels)
+                if layout is None:
                     single_threaded_blas()
-                    self._layout = NormLayout.of(self._vectors)
-        return self._layout
+                    layout = self._layouts[panels] = NormLayout.of(self._vectors, panels=panels)
+        return layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,8 +407,15 @@ class _BatchScan:
        candidate are scored again exactly (:func:`exact_scores`'s arithmetic) and ranked, ties by row.
     """
 
-    def __init__(self, layout: NormLayout, requests: Sequence[Request], relative_error: float) -> None:
+    def __init__(
+        self,
+        layout: NormLayout,
+        requests: Sequence[Request],
+        relative_error: float,
+        kernel: PrunedScanKernel | None = None,
+    ) -> None:
         self.layout = layout
+        self.kernel = kernel
         self.requests = requests
         self.relative_error = relative_error
         self.queries = np.stack([r.query for r in requests]).astype(np.float32, copy=False)
@@ -409,11 +431,48 @@ class _BatchScan:
         self.found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (query, position, float32 score) runs
 
     def run(self, col: Snapshot) -> list[tuple[np.ndarray, np.ndarray]]:
-        reached = self._settle()
-        self._segments(reached, self._stops())
-        return self._rank(col)
+        if self.kernel is not None:
+            self._fused(self.kernel)
+        else:
+            reached = self._settle()
+            self._segments(reached, self._stops())
+        return self._rank(col, filtered=self.kernel is not None)
+
+    def _fused(self, kernel: PrunedScanKernel) -> None:
+        """Stages 1 and 2 in the C kernel (:mod:`hybrec.vectors.scan_kernel`): the allowed candidates of every query,
+        each stopping by its running ``k``-th best. A query with more candidates than the kernel holds (many rows tied
+        near its ``k``-th best) runs again alone, with room for every row."""
+        layout = self.layout
+        assert layout.panels is not None
+        positions = [np.sort(layout.position[r.plan.excluded]) for r in self.requests]
+        excluded_start = np.zeros(len(self.requests) + 1, dtype=np.int64)
+        np.cumsum([p.size for p in positions], out=excluded_start[1:])
+        excluded = np.concatenate(positions) if excluded_start[-1] else _NO_ROWS
+        allowed = [None if r.plan.mask is None else r.plan.mask.allowed for r in self.requests]
+        stop_scale = self.norm * (1 + self.relative_error)
+        size = layout.order.size
+        capacity = min(size, max(KERNEL_CAPACITY, 8 * int(self.k.max())))
+        count, position, score, _ = kernel.scan(
+            layout.panels, size, layout.norms, layout.order,
+            self.queries, self.k, self.slack, stop_scale, allowed, excluded_start, excluded, capacity,
+        )  # fmt: skip
+        full = np.flatnonzero(count < 0)
+        count[full] = 0
+        kept = np.arange(capacity) < count[:, None]
+        self.found.append((np.repeat(np.arange(len(self.requests)), count), position[kept], score[kept]))
+        for j in full.tolist():
+            one = slice(j, j + 1)
+            count, position, score, _ = kernel.scan(
+                layout.panels, size, layout.norms, layout.order,
+                self.queries[one], self.k[one], self.slack[one], stop_scale[one], allowed[one],
+                excluded_start[one.start : one.stop + 1] - excluded_start[j], excluded[excluded_start[j] :],
+                size,
+            )  # fmt: skip
+            found = int(count[0])
+            self.found.append((np.full(found, j, dtype=np.int64), position[0, :found], score[0, :found]))
 
     def _score(self, which: np.ndarray, start: int, end: int) -> np.ndarray:
+        assert self.layout.matrix_t is not None
         return score_rows(self.queries[which], self.layout.matrix_t[:, start:end])
 
     def _keep(self, which: np.ndarray, start: int, scores: np.ndarray) -> None:
@@ -501,19 +560,21 @@ class _BatchScan:
             reached[reading] = end
             todo = todo[stop[todo] > reached[todo]]
 
-    def _rank(self, col: Snapshot) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Stage 3: each query's allowed candidates ranked exactly, for the whole batch at once."""
+    def _rank(self, col: Snapshot, *, filtered: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Stage 3: each query's allowed candidates ranked exactly, for the whole batch at once (``filtered``: the
+        candidates hold allowed rows only already)."""
         query = np.concatenate([q for q, _, _ in self.found] or [_NO_ROWS])
         position = np.concatenate([p for _, p, _ in self.found] or [_NO_ROWS])
         approx = np.concatenate([s for _, _, s in self.found] or [np.empty(0, np.float32)])
         rows = self.layout.order[position]
-        size = self.layout.norms.size - 1
-        allowed = ~np.isin(query * size + position, self.excluded_query * size + self.excluded_position)
-        for j, request in enumerate(self.requests):
-            if request.plan.mask is not None:
-                mine = np.flatnonzero(query == j)
-                allowed[mine] &= request.plan.mask.allowed[rows[mine]]
-        query, rows, approx = query[allowed], rows[allowed], approx[allowed]
+        if not filtered:
+            size = self.layout.norms.size - 1
+            allowed = ~np.isin(query * size + position, self.excluded_query * size + self.excluded_position)
+            for j, request in enumerate(self.requests):
+                if request.plan.mask is not None:
+                    mine = np.flatnonzero(query == j)
+                    allowed[mine] &= request.plan.mask.allowed[rows[mine]]
+            query, rows, approx = query[allowed], rows[allowed], approx[allowed]
         # Each query's k-th best float32 score among its candidates; rows within 2 * slack of it are rescored.
         order = np.lexsort((-approx, query))
         query, rows, approx = query[order], rows[order], approx[order]
@@ -548,7 +609,9 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
         else:
             scanned.append(i)
     if scanned:
-        batch = _BatchScan(col.derived.layout(), [requests[i] for i in scanned], relative_error)
+        kernel = pruned_scan_kernel() if use_kernel else None
+        layout = col.derived.layout(panels=kernel is not None)
+        batch = _BatchScan(layout, [requests[i] for i in scanned], relative_error, kernel)
         for i, found in zip(scanned, batch.run(col), strict=True):
             out[i] = found
     return out
