@@ -34,6 +34,14 @@ class Settings(BaseSettings):
         None, description="Chroma server URL (http://host:port) for vector indexes; unset = exact in-process index."
     )
 
+    exact_batch_linger_ms: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description="Exact index under concurrent load: how long its search thread may wait for up to 8 queries to "
+        "share one scan of the item matrix (only when queries arrived during the previous scan); 0 = never wait.",
+    )
+
     # --- collaborative engine ------------------------------------------------------------------------------------
     train_interval_minutes: float = Field(30.0, gt=0, description="How often the trainer retrains ALS.")
     als_params_path: Path = Field(Path("params/als_params.json"), description="Tuned ALS hyperparameters.")

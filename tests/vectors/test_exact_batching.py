@@ -234,6 +234,70 @@ def test_requests_arriving_during_a_batch_run_together_as_the_next_one() -> None
     assert not coalescer.running
 
 
+def _wait_for(condition: Callable[[], bool]) -> None:
+    while not condition():
+        threading.Event().wait(0.001)
+
+
+def _loaded(linger_s: float, linger_batch: int) -> tuple[Coalescer[int, int], list[list[int]], ThreadPoolExecutor]:
+    """A coalescer whose first batch, ``[0]``, ended while request 1 waited: the state of a worker under load.
+
+    Request 1's future is the pool's first.
+    """
+    calls: list[list[int]] = []
+    gate = threading.Event()
+    coalescer = Coalescer(
+        _gated(calls, gate), name="test-linger", max_batch=16, linger_s=linger_s, linger_batch=linger_batch
+    )
+    pool = ThreadPoolExecutor(8)
+    pool.submit(coalescer.run, 0)
+    _wait_for(lambda: bool(calls))
+    pool.submit(coalescer.run, 1)
+    _wait_for(lambda: len(coalescer._pending) == 1)
+    gate.set()
+    return coalescer, calls, pool
+
+
+def test_under_load_the_worker_lingers_until_the_batch_fills() -> None:
+    coalescer, calls, pool = _loaded(linger_s=600.0, linger_batch=4)
+    with pool:
+        _wait_for(lambda: coalescer.lingered == 1)
+        waiting = [pool.submit(coalescer.run, r) for r in (2, 3)]
+        _wait_for(lambda: len(coalescer._pending) == 3)
+        assert calls == [[0]]  # three of four: still lingering
+        waiting.append(pool.submit(coalescer.run, 4))
+        assert [f.result() for f in waiting] == [20, 30, 40]
+    assert calls[0] == [0] and sorted(calls[1]) == [1, 2, 3, 4]
+    assert (coalescer.batches, coalescer.lingered) == (2, 1)
+    coalescer.close()
+
+
+def test_a_linger_ends_at_its_deadline_with_what_arrived() -> None:
+    coalescer, calls, pool = _loaded(linger_s=0.05, linger_batch=8)
+    with pool:
+        later = pool.submit(coalescer.run, 2)
+        assert later.result() == 20
+    assert calls[0] == [0] and sorted(calls[1]) in ([1, 2], [1])
+    assert coalescer.lingered >= 1
+    coalescer.close()
+
+
+def test_close_ends_a_linger_and_answers_the_waiting_requests() -> None:
+    coalescer, calls, pool = _loaded(linger_s=600.0, linger_batch=8)
+    with pool:
+        _wait_for(lambda: coalescer.lingered == 1)
+        coalescer.close()
+        assert calls == [[0], [1]]
+    assert not coalescer.running
+
+
+def test_a_lone_caller_never_waits_for_a_batch_to_fill() -> None:
+    coalescer: Coalescer[int, int] = Coalescer(lambda batch: [r * 10 for r in batch], linger_s=600.0)
+    assert [coalescer.run(r) for r in range(20)] == [r * 10 for r in range(20)]
+    assert (coalescer.batches, coalescer.lingered) == (20, 0)
+    coalescer.close()
+
+
 def test_coroutines_get_their_results_on_their_loop_one_callback_per_batch() -> None:
     calls: list[list[int]] = []
     gate = threading.Event()

@@ -76,11 +76,15 @@ class ExactVectorIndex(VectorIndex):
     coalesce : bool
         Coalesce concurrent one-row queries into batches on a worker thread (see the module docstring); off, every
         query is computed on its caller's thread. Answers are the same either way.
+    linger_s : float
+        Under concurrent load, how long the worker thread may wait for more queries to join a batch
+        (:class:`~hybrec.vectors.exact_batcher.Coalescer`); 0 never waits. Servers take it from
+        ``HYBREC_EXACT_BATCH_LINGER_MS``.
     """
 
     in_process = True
 
-    def __init__(self, root: str | Path | None = None, *, coalesce: bool = True) -> None:
+    def __init__(self, root: str | Path | None = None, *, coalesce: bool = True, linger_s: float = 0.0) -> None:
         self.root = Path(root) if root is not None else None
         if self.root is not None:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -88,6 +92,7 @@ class ExactVectorIndex(VectorIndex):
         self._paths: dict[str, str] = {}  # collection name -> its file, for the per-query change check
         self._lock = threading.RLock()
         self.coalesce = coalesce
+        self.linger_s = linger_s
         self._coalescer: Coalescer[tuple[Snapshot, Request], Found] | None = None
 
     def __repr__(self) -> str:
@@ -334,7 +339,7 @@ class ExactVectorIndex(VectorIndex):
         if coalescer is None:
             with self._lock:
                 if self._coalescer is None:
-                    self._coalescer = Coalescer(search_batch, name=f"exact-index-{id(self):x}")
+                    self._coalescer = Coalescer(search_batch, name=f"exact-index-{id(self):x}", linger_s=self.linger_s)
                 coalescer = self._coalescer
         return coalescer
 

@@ -50,6 +50,6 @@ def make_vector_index(settings: Settings) -> VectorIndex:
     else:
         from hybrec.vectors.exact_index import ExactVectorIndex
 
-        index = ExactVectorIndex(settings.var_dir / "index")
+        index = ExactVectorIndex(settings.var_dir / "index", linger_s=settings.exact_batch_linger_ms / 1000)
     logger.info("vector index: %r", index)
     return index
