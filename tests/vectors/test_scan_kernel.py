@@ -1,4 +1,4 @@
-"""The compiled pruned-scan kernel: its build cache, its candidates, its stops, its overflow, and life without it.
+"""The compiled exact-search kernel: its answers, its stops, ties, its inputs, its build cache, and life without it.
 
 The exact index's answers with the kernel are checked against the numpy scan and a brute-force ranking in
 ``test_exact_batching.py`` (its ``scan`` fixture); these tests look at the kernel's own contract.
@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hybrec.vectors import exact_search, scan_kernel
+from hybrec.vectors import scan_kernel
 from hybrec.vectors.exact_index import ExactVectorIndex
-from hybrec.vectors.exact_search import NormLayout, error_bound
-from hybrec.vectors.scan_kernel import PANEL, PrunedScanKernel, panels_of, pruned_scan_kernel
+from hybrec.vectors.exact_search import NormLayout, error_bound, exact_scores
+from hybrec.vectors.scan_kernel import PANEL, KernelMatrix, PrunedScanKernel, panels_of, pruned_scan_kernel
 
 DIM = 32
+BLOCK = 256  # positions between two stop checks (the C source's BLOCK)
+_NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -33,87 +35,62 @@ def _als_like(rows: int, rng: np.random.Generator) -> np.ndarray:
     return ((mix + 0.5 * rng.standard_normal((rows, DIM))) * scale / np.sqrt(DIM)).astype(np.float32)
 
 
-def _scan(
-    kernel: PrunedScanKernel,
-    layout: NormLayout,
-    queries: np.ndarray,
-    k: list[int],
-    allowed: list[np.ndarray | None],
-    excluded_rows: list[list[int]],
-    capacity: int = 1024,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n = layout.order.size
-    relative_error = error_bound(DIM)
-    norm = np.linalg.norm(queries.astype(np.float64), axis=1)
-    positions = [np.sort(layout.position[np.asarray(rows, dtype=np.int64)]) for rows in excluded_rows]
-    start = np.zeros(len(queries) + 1, dtype=np.int64)
-    np.cumsum([p.size for p in positions], out=start[1:])
-    assert layout.panels is not None
-    return kernel.scan(
-        layout.panels, n, layout.norms, layout.order,
-        np.ascontiguousarray(queries, dtype=np.float32), np.asarray(k, dtype=np.int64),
-        relative_error * norm * layout.max_norm, norm * (1 + relative_error), allowed,
-        start, np.concatenate(positions), capacity,
-    )  # fmt: skip
+def _matrix(vectors: np.ndarray) -> KernelMatrix:
+    layout = NormLayout.of(vectors, for_kernel=True)
+    assert layout.kernel is not None and layout.matrix_t is None
+    return layout.kernel
 
 
-def test_candidates_hold_each_querys_allowed_top_k_and_the_scan_stops_by_the_norm_bound(
-    kernel: PrunedScanKernel,
-) -> None:
+def _reference(
+    vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None, excluded: list[int]
+) -> tuple[list[int], list[float]]:
+    """Every allowed row scored by :func:`exact_scores`, ranked by score, ties by lower row."""
+    ok = np.ones(len(vectors), dtype=bool) if allowed is None else allowed.copy()
+    ok[excluded] = False
+    rows = np.flatnonzero(ok)
+    scores = exact_scores(query, vectors[rows])
+    best = np.lexsort((rows, -scores))[:k]
+    return rows[best].tolist(), scores[best].tolist()
+
+
+def test_each_query_gets_its_allowed_top_k_exactly_and_stops_by_the_norm_bound(kernel: PrunedScanKernel) -> None:
     rng = np.random.default_rng(3)
-    rows = 10 * PANEL * 4 + 37  # a partial last panel and block
+    rows = 40 * PANEL * 4 + 37  # a partial last panel and block
     vectors = _als_like(rows, rng)
-    layout = NormLayout.of(vectors, panels=True)
     queries = _als_like(12, rng) * 2
-    k = [1, 5, 10, 10, 25, 3, 10, 10, 7, 10, 40, 10]
+    k = [1, 5, 10, 10, 25, 3, 10, 10, 7, 10, 40, 0]
     allowed: list[np.ndarray | None] = [None] * len(queries)
     allowed[2] = np.arange(rows) % 3 == 0
     allowed[6] = np.arange(rows) % 50 == 0  # narrow: 52 rows pass
-    excluded_rows: list[list[int]] = [[] for _ in queries]
     exact = queries.astype(np.float64) @ vectors.astype(np.float64).T
-    excluded_rows[3] = np.argsort(-exact[3])[:15].tolist()  # the 15 best rows of query 3
-    excluded_rows[6] = [0, 50, 100]
-    count, positions, scores, read = _scan(kernel, layout, queries, k, allowed, excluded_rows)
+    excluded: list[list[int]] = [[] for _ in queries]
+    excluded[3] = np.argsort(-exact[3])[:15].tolist()  # the 15 best rows of query 3, in no order
+    excluded[6] = [100, 0, 50]
+    found, read = kernel.search(
+        _matrix(vectors), queries, k, allowed, [np.asarray(e, dtype=np.int64) for e in excluded], error_bound(DIM)
+    )
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     for j, query in enumerate(queries):
-        ok = np.ones(rows, dtype=bool) if allowed[j] is None else allowed[j].copy()
-        ok[excluded_rows[j]] = False
-        candidates = layout.order[positions[j, : count[j]]]
-        assert ok[candidates].all()  # rejected and excluded rows never come back
-        best = np.flatnonzero(ok)[np.argsort(-exact[j, ok], kind="stable")[: k[j]]]
-        assert set(best.tolist()) <= set(candidates.tolist())
-        assert np.allclose(scores[j, : count[j]], exact[j, candidates], rtol=1e-5, atol=1e-5)
-        kth = exact[j, best[-1]]
+        best_rows, best_scores = found[j]
+        assert (best_rows.tolist(), best_scores.tolist()) == _reference(vectors, query, k[j], allowed[j], excluded[j])
+        if k[j] == 0:
+            assert read[j] == 0
+            continue
+        kth = exact[j, best_rows[-1]]
         needed = int((np.linalg.norm(query) * norms >= kth).sum())  # rows the norm bound cannot rule out
-        assert read[j] <= rows
-        if allowed[j] is None and j != 3:  # the norm bound cuts the scan short of the end
-            assert read[j] < rows
-            assert count[j] < 6 * k[j] + 60  # a running threshold keeps few rows
         assert read[j] >= needed - 1  # never stopped before a row that could still rank
+        if allowed[j] is None and j != 3:  # the running k-th best stops it soon after the final one would
+            assert read[j] <= needed + 2 * BLOCK < rows
 
 
-def test_a_query_with_more_candidates_than_room_is_flagged_and_rerun_with_room(
-    kernel: PrunedScanKernel, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_many_rows_tied_near_the_kth_best_are_all_kept_and_ranked_by_row(kernel: PrunedScanKernel) -> None:
     rng = np.random.default_rng(5)
-    vectors = rng.integers(-1, 2, (3000, DIM)).astype(np.float32)  # thousands of rows tie on a few scores
-    query = np.ones(DIM, dtype=np.float32)
-    layout = NormLayout.of(vectors, panels=True)
-    count, _, _, _ = _scan(kernel, layout, query[None], [3], [None], [[]], capacity=8)
-    assert count.tolist() == [-1]
-
-    monkeypatch.setattr(exact_search, "KERNEL_CAPACITY", 8)
-    monkeypatch.setattr(exact_search, "use_kernel", True)
-    index = ExactVectorIndex(coalesce=False)
-    index.create_collection("items", DIM, "ip")
-    index.upsert("items", [f"i{r}" for r in range(3000)], vectors, [{} for _ in range(3000)])
-    other = rng.standard_normal(DIM).astype(np.float32)
-    got = index.query("items", np.stack([query, other]), 3)
-    exact = vectors.astype(np.float64) @ np.stack([query, other]).astype(np.float64).T
-    for j, hits in enumerate(got):
-        scores = exact[:, j].astype(np.float32)
-        best = np.lexsort((np.arange(3000), -scores))[:3]
-        assert [(h.id, h.score) for h in hits] == [(f"i{r}", float(scores[r])) for r in best]
+    vectors = rng.integers(-1, 2, (3000, DIM)).astype(np.float32)  # hundreds of rows tie on each score
+    queries = np.stack([np.ones(DIM), rng.standard_normal(DIM)]).astype(np.float32)
+    found, read = kernel.search(_matrix(vectors), queries, [3, 50], [None, None], [_NO_ROWS, _NO_ROWS], 1e-4)
+    for j, query in enumerate(queries):
+        assert (found[j][0].tolist(), found[j][1].tolist()) == _reference(vectors, query, [3, 50][j], None, [])
+    assert read[0] == 3000  # equal norms: nothing can be ruled out
 
 
 def test_panels_are_cache_line_aligned_columns_of_the_rows_padded_with_zeros() -> None:
@@ -127,25 +104,27 @@ def test_panels_are_cache_line_aligned_columns_of_the_rows_padded_with_zeros() -
 
 
 def test_inputs_of_the_wrong_kind_are_refused_before_the_call(kernel: PrunedScanKernel) -> None:
-    layout = NormLayout.of(np.ones((100, DIM), dtype=np.float32), panels=True)
-    assert layout.panels is not None
+    vectors = np.ones((100, DIM), dtype=np.float32)
+    matrix = _matrix(vectors)
+    with pytest.raises(ValueError, match="vectors"):
+        KernelMatrix(matrix.panels, vectors.astype(np.float64), matrix.norms, matrix.order, matrix.position)
+    with pytest.raises(ValueError, match="panels"):
+        KernelMatrix(matrix.panels[:1], vectors, matrix.norms, matrix.order, matrix.position)
     good = {
-        "panels": layout.panels, "n": 100, "norms": layout.norms, "order": layout.order,
-        "queries": np.ones((1, DIM), dtype=np.float32), "k": np.array([5]), "slack": np.array([0.0]),
-        "stop_scale": np.array([1.0]), "allowed": [None], "excluded_start": np.array([0, 0]),
-        "excluded": np.empty(0, dtype=np.int64), "capacity": 128,
+        "matrix": matrix, "queries": np.ones((1, DIM), dtype=np.float32), "k": [5], "allowed": [None],
+        "excluded": [_NO_ROWS], "relative_error": 1e-4,
     }  # fmt: skip
-    assert kernel.scan(**good)[0].tolist() == [100]  # 100 equal rows: all within slack of the 5th best
+    assert kernel.search(**good)[0][0][0].tolist() == [0, 1, 2, 3, 4]  # 100 equal rows: ties by row
     for change, message in [
         ({"queries": np.ones((1, DIM))}, "queries"),
-        ({"k": np.array([5], dtype=np.int32)}, "k"),
-        ({"n": 99}, "do not hold"),
-        ({"k": np.array([101])}, "at most n"),
+        ({"queries": np.ones((2, DIM), dtype=np.float32)}, "queries"),
+        ({"k": [101]}, "k must be"),
         ({"allowed": [np.ones(100, dtype=np.uint8)]}, "bool"),
-        ({"excluded_start": np.array([0, 1])}, "excluded_start"),
+        ({"allowed": [None, None]}, "one entry per query"),
+        ({"excluded": [np.array([100])]}, "rows of the matrix"),
     ]:
         with pytest.raises(ValueError, match=message):
-            kernel.scan(**{**good, **change})
+            kernel.search(**{**good, **change})
 
 
 def test_the_build_is_cached_by_content_and_reused(tmp_path: Path) -> None:
@@ -180,5 +159,5 @@ def test_without_a_compiler_the_index_scans_with_numpy_and_answers_the_same(
     fresh.create_collection("items", DIM, "ip")
     fresh.upsert("items", [f"i{r}" for r in range(5000)], vectors, [{} for _ in range(5000)])
     assert fresh.query("items", queries, 10, exclude_ids={"i1", "i2"}) == with_kernel
-    layout = fresh._get("items").derived.layout(panels=False)
-    assert layout.matrix_t is not None and layout.panels is None
+    layout = fresh._get("items").derived.layout(for_kernel=False)
+    assert layout.matrix_t is not None and layout.kernel is None

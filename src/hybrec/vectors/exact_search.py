@@ -19,6 +19,10 @@ them, and it does not depend on which other queries it was computed with (which 
 The float32 product only decides what to keep, with margins wide enough for any BLAS kernel, and the reported scores
 come from step 2; so an answer is the same, bit for bit, whatever batch, chunk boundary or matrix-product kernel
 (which differs between CPUs, and with the number of query rows) computed it.
+
+Both steps run in one compiled call where the machine has a C compiler (:mod:`hybrec.vectors.scan_kernel`: it stops
+each query by its running ``k``-th best, and ranks with the same float64 arithmetic), and as numpy calls
+(:class:`_BatchScan`) where it has none. The answers are the same.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
-from hybrec.vectors.scan_kernel import PrunedScanKernel, panels_of, pruned_scan_kernel
+from hybrec.vectors.scan_kernel import KernelMatrix, panels_of, pruned_scan_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +51,6 @@ MASK_CACHE_SIZE = 32
 #: Whether batches scan with the compiled kernel where it builds (:mod:`hybrec.vectors.scan_kernel`); off, or where it
 #: does not build, with numpy. Answers are the same either way (the tests run both).
 use_kernel = True
-#: Candidates the kernel holds per query (more for a large ``k``); a query with more runs again with room for all.
-KERNEL_CAPACITY = 1024
 #: Lowest finite float32: a candidate threshold below every real score and above a masked row's ``-inf``.
 _LOWEST = float(np.finfo(np.float32).min)
 
@@ -105,10 +107,13 @@ def exact_scores(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     ``query`` is one ``[dim]`` vector, or one ``[n, dim]`` row per row of ``vectors`` (a batch's candidates, each
     scored with its own query): each row's sum is the same either way.
 
-    Each product of two float32 values is exact in float64, and the row sums run over contiguous float64 rows of the
-    same length, so the result depends on nothing but the two operands.
+    Each product of two float32 values is exact in float64, and each row's products are added in order of the
+    dimensions (a cumulative sum is sequential, where ``sum`` adds pairwise in an order of numpy's choosing), so the
+    result depends on nothing but the two operands, and the compiled kernel (:mod:`hybrec.vectors.scan_kernel`)
+    computes the same bits.
     """
-    return (vectors.astype(np.float64) * query.astype(np.float64)).sum(axis=1).astype(np.float32)
+    products = vectors.astype(np.float64) * query.astype(np.float64)
+    return np.cumsum(products, axis=1)[:, -1].astype(np.float32)
 
 
 def rank(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,15 +190,15 @@ SUBSET_SHARE = 0.05
 class NormLayout:
     """A snapshot's matrix sorted by row norm, largest first: what the pruned scan reads.
 
-    The sorted matrix is held in one of two forms: the numpy scan reads ``matrix_t``, the compiled kernel ``panels``.
+    The sorted matrix is held in one of two forms: the numpy scan reads ``matrix_t``, the compiled kernel ``kernel``.
 
     Attributes
     ----------
     matrix_t : np.ndarray or None
         ``[dim, N]`` float32, the contiguous transpose of the sorted matrix (sorted position ``p`` is column ``p``): a
         chunk of positions is a column slice, which the batched product reads fastest.
-    panels : np.ndarray or None
-        ``[ceil(N / 64), dim, 64]`` float32, the kernel's form (:func:`~hybrec.vectors.scan_kernel.panels_of`).
+    kernel : KernelMatrix or None
+        The kernel's form (:class:`~hybrec.vectors.scan_kernel.KernelMatrix`): the sorted rows in 64-row panels.
     order : np.ndarray
         ``[N]`` int64, the row at each sorted position.
     position : np.ndarray
@@ -206,22 +211,27 @@ class NormLayout:
     """
 
     matrix_t: np.ndarray | None
-    panels: np.ndarray | None
+    kernel: KernelMatrix | None
     order: np.ndarray
     position: np.ndarray
     norms: np.ndarray
     descending_norms: np.ndarray
 
     @classmethod
-    def of(cls, vectors: np.ndarray, *, panels: bool) -> NormLayout:
+    def of(cls, vectors: np.ndarray, *, for_kernel: bool) -> NormLayout:
         norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
         order = np.argsort(-norms, kind="stable")
         position = np.empty_like(order)
         position[order] = np.arange(order.size)
         sorted_norms = np.append(norms[order], 0.0)
+        kernel = None
+        if for_kernel:
+            kernel = KernelMatrix(
+                panels_of(vectors[order]), np.ascontiguousarray(vectors), sorted_norms, order, position
+            )
         return cls(
-            matrix_t=None if panels else np.ascontiguousarray(vectors[order].T),
-            panels=panels_of(vectors[order]) if panels else None,
+            matrix_t=None if for_kernel else np.ascontiguousarray(vectors[order].T),
+            kernel=kernel,
             order=order,
             position=position,
             norms=sorted_norms,
@@ -238,20 +248,20 @@ class Derived:
 
     def __init__(self, vectors: np.ndarray) -> None:
         self._vectors = vectors
-        self._layouts: dict[bool, NormLayout] = {}
+        self._layouts: dict[bool, NormLayout] = {}  # by for_kernel
         self._lock = threading.Lock()
         self.masks = MaskCache()
 
-    def layout(self, *, panels: bool) -> NormLayout:
-        """The norm-sorted layout, in the kernel's form (``panels``) or numpy's: a second copy of the matrix (25.6 MB
-        for 100k x 64)."""
-        layout = self._layouts.get(panels)
+    def layout(self, *, for_kernel: bool) -> NormLayout:
+        """The norm-sorted layout, in the kernel's form or numpy's: a second copy of the matrix (25.6 MB for
+        100k x 64)."""
+        layout = self._layouts.get(for_kernel)
         if layout is None:
             with self._lock:
-                layout = self._layouts.get(panels)
+                layout = self._layouts.get(for_kernel)
                 if layout is None:
                     single_threaded_blas()
-                    layout = self._layouts[panels] = NormLayout.of(self._vectors, panels=panels)
+                    layout = self._layouts[for_kernel] = NormLayout.of(self._vectors, for_kernel=for_kernel)
         return layout
 
 
@@ -407,15 +417,8 @@ class _BatchScan:
        candidate are scored again exactly (:func:`exact_scores`'s arithmetic) and ranked, ties by row.
     """
 
-    def __init__(
-        self,
-        layout: NormLayout,
-        requests: Sequence[Request],
-        relative_error: float,
-        kernel: PrunedScanKernel | None = None,
-    ) -> None:
+    def __init__(self, layout: NormLayout, requests: Sequence[Request], relative_error: float) -> None:
         self.layout = layout
-        self.kernel = kernel
         self.requests = requests
         self.relative_error = relative_error
         self.queries = np.stack([r.query for r in requests]).astype(np.float32, copy=False)
@@ -431,45 +434,9 @@ class _BatchScan:
         self.found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (query, position, float32 score) runs
 
     def run(self, col: Snapshot) -> list[tuple[np.ndarray, np.ndarray]]:
-        if self.kernel is not None:
-            self._fused(self.kernel)
-        else:
-            reached = self._settle()
-            self._segments(reached, self._stops())
-        return self._rank(col, filtered=self.kernel is not None)
-
-    def _fused(self, kernel: PrunedScanKernel) -> None:
-        """Stages 1 and 2 in the C kernel (:mod:`hybrec.vectors.scan_kernel`): the allowed candidates of every query,
-        each stopping by its running ``k``-th best. A query with more candidates than the kernel holds (many rows tied
-        near its ``k``-th best) runs again alone, with room for every row."""
-        layout = self.layout
-        assert layout.panels is not None
-        positions = [np.sort(layout.position[r.plan.excluded]) for r in self.requests]
-        excluded_start = np.zeros(len(self.requests) + 1, dtype=np.int64)
-        np.cumsum([p.size for p in positions], out=excluded_start[1:])
-        excluded = np.concatenate(positions) if excluded_start[-1] else _NO_ROWS
-        allowed = [None if r.plan.mask is None else r.plan.mask.allowed for r in self.requests]
-        stop_scale = self.norm * (1 + self.relative_error)
-        size = layout.order.size
-        capacity = min(size, max(KERNEL_CAPACITY, 8 * int(self.k.max())))
-        count, position, score, _ = kernel.scan(
-            layout.panels, size, layout.norms, layout.order,
-            self.queries, self.k, self.slack, stop_scale, allowed, excluded_start, excluded, capacity,
-        )  # fmt: skip
-        full = np.flatnonzero(count < 0)
-        count[full] = 0
-        kept = np.arange(capacity) < count[:, None]
-        self.found.append((np.repeat(np.arange(len(self.requests)), count), position[kept], score[kept]))
-        for j in full.tolist():
-            one = slice(j, j + 1)
-            count, position, score, _ = kernel.scan(
-                layout.panels, size, layout.norms, layout.order,
-                self.queries[one], self.k[one], self.slack[one], stop_scale[one], allowed[one],
-                excluded_start[one.start : one.stop + 1] - excluded_start[j], excluded[excluded_start[j] :],
-                size,
-            )  # fmt: skip
-            found = int(count[0])
-            self.found.append((np.full(found, j, dtype=np.int64), position[0, :found], score[0, :found]))
+        reached = self._settle()
+        self._segments(reached, self._stops())
+        return self._rank(col)
 
     def _score(self, which: np.ndarray, start: int, end: int) -> np.ndarray:
         assert self.layout.matrix_t is not None
@@ -560,21 +527,19 @@ class _BatchScan:
             reached[reading] = end
             todo = todo[stop[todo] > reached[todo]]
 
-    def _rank(self, col: Snapshot, *, filtered: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Stage 3: each query's allowed candidates ranked exactly, for the whole batch at once (``filtered``: the
-        candidates hold allowed rows only already)."""
+    def _rank(self, col: Snapshot) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Stage 3: each query's allowed candidates ranked exactly, for the whole batch at once."""
         query = np.concatenate([q for q, _, _ in self.found] or [_NO_ROWS])
         position = np.concatenate([p for _, p, _ in self.found] or [_NO_ROWS])
         approx = np.concatenate([s for _, _, s in self.found] or [np.empty(0, np.float32)])
         rows = self.layout.order[position]
-        if not filtered:
-            size = self.layout.norms.size - 1
-            allowed = ~np.isin(query * size + position, self.excluded_query * size + self.excluded_position)
-            for j, request in enumerate(self.requests):
-                if request.plan.mask is not None:
-                    mine = np.flatnonzero(query == j)
-                    allowed[mine] &= request.plan.mask.allowed[rows[mine]]
-            query, rows, approx = query[allowed], rows[allowed], approx[allowed]
+        size = self.layout.norms.size - 1
+        allowed = ~np.isin(query * size + position, self.excluded_query * size + self.excluded_position)
+        for j, request in enumerate(self.requests):
+            if request.plan.mask is not None:
+                mine = np.flatnonzero(query == j)
+                allowed[mine] &= request.plan.mask.allowed[rows[mine]]
+        query, rows, approx = query[allowed], rows[allowed], approx[allowed]
         # Each query's k-th best float32 score among its candidates; rows within 2 * slack of it are rescored.
         order = np.lexsort((-approx, query))
         query, rows, approx = query[order], rows[order], approx[order]
@@ -596,7 +561,8 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
     """Each request's top ``k`` allowed rows and their scores, best first, ties by lower row (module docstring).
 
     Requests whose plan lists its few ``candidates`` score exactly those; the others share one pruned scan of the
-    norm-sorted matrix (:class:`_BatchScan`), each reading only as far as its top ``k`` needs.
+    norm-sorted matrix (the compiled kernel's, else :class:`_BatchScan`), each reading only as far as its top ``k``
+    needs.
     """
     out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64), np.empty(0, np.float32))] * len(requests)
     relative_error = error_bound(col.info.dim)
@@ -610,9 +576,21 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
             scanned.append(i)
     if scanned:
         kernel = pruned_scan_kernel() if use_kernel else None
-        layout = col.derived.layout(panels=kernel is not None)
-        batch = _BatchScan(layout, [requests[i] for i in scanned], relative_error, kernel)
-        for i, found in zip(scanned, batch.run(col), strict=True):
+        layout = col.derived.layout(for_kernel=kernel is not None)
+        if kernel is not None:
+            assert layout.kernel is not None
+            batch = [requests[i] for i in scanned]
+            results, _ = kernel.search(
+                layout.kernel,
+                np.stack([r.query for r in batch]).astype(np.float32, copy=False),
+                [r.k for r in batch],
+                [None if r.plan.mask is None else r.plan.mask.allowed for r in batch],
+                [r.plan.excluded for r in batch],
+                relative_error,
+            )
+        else:
+            results = _BatchScan(layout, [requests[i] for i in scanned], relative_error).run(col)
+        for i, found in zip(scanned, results, strict=True):
             out[i] = found
     return out
 

@@ -1,4 +1,4 @@
-/* The pruned scan of the exact index (hybrec.vectors.exact_search), fused: score, filter, keep, stop, in one pass.
+/* The exact index's search (hybrec.vectors.exact_search), fused: score, filter, keep, stop, rank, in one call.
  *
  * The matrix is sorted by row norm, largest first, and stored in panels of PANEL positions: panel p is a [dim, PANEL]
  * row-major block holding positions p * PANEL ... (p + 1) * PANEL - 1, so one panel is 16 KB of contiguous floats
@@ -11,15 +11,14 @@
  *   - the positions and float32 scores of every allowed row scoring at least `kth - 2 * slack` when read (the
  *     candidates; `kth` only grows, so they include every row within 2 * slack of the final k-th best);
  * and stops after the first block past which no row can reach its top k: a row at position p scores at most
- * |q| * norms[p] * (1 + relative error), and the k best so far score at least `kth - slack` exactly.
+ * |q| * norms[p] * (1 + relative error), and the k best so far score at least `kth - slack` exactly. `slack` bounds
+ * how far a float32 score is from the exact one: relative_error * |q| * (largest row norm).
  *
- * Rows a query's filter rejects (allowed[row] == 0) or that it excludes (its ascending excluded positions) never
- * count. The exact ranking of the candidates happens in Python (exact_search._BatchScan), with the same float64
- * arithmetic as the numpy scan, so an answer does not depend on which of the two scans found the candidates.
- *
- * A query with more than `capacity` candidates at once (rows tied within 2 * slack of its k-th best) stops with
- * out_count = -1; the caller runs it again with a capacity of n. Returns 0, or -1 when memory ran out. Compiled by
- * hybrec.vectors.scan_kernel and called through ctypes, which releases the GIL for the call.
+ * Rows a query's filter rejects (allowed[row] == 0) or that it excludes never count. Then the candidates within
+ * 2 * slack of the final k-th best are scored exactly: products of float32 values are exact in float64, summed in
+ * order of the dimensions and rounded to float32, the arithmetic of exact_search.exact_scores (numpy's cumulative
+ * sum, which is sequential), and ranked by that score, ties by lower row. So answers are the numpy scan's, bit for
+ * bit. Compiled by hybrec.vectors.scan_kernel and called through ctypes, which releases the GIL for the call.
  */
 
 #include <math.h>
@@ -36,14 +35,20 @@ typedef float v16 __attribute__((vector_size(64), aligned(4))); /* GCC/clang vec
 typedef struct {
   const float *query;
   float *heap; /* min-heap of the k best scores so far */
-  int64_t k, filled, count, excluded_at, excluded_end;
+  int64_t k, filled, count, room, excluded_at, excluded_end;
   double slack, stop_scale;
   const uint8_t *allowed;
-  int64_t *positions;
+  const int64_t *excluded; /* excluded positions, ascending */
+  int64_t *positions;      /* candidates: `count` of `room` */
   float *scores;
   float threshold; /* float32 lower bound of kth - 2 * slack, never above it (-inf until the heap is full) */
-  int overflow;
+  int failed;      /* out of memory */
 } Query;
+
+typedef struct {
+  double score;
+  int64_t row;
+} Ranked;
 
 static inline v16 load16(const float *p) {
   v16 v;
@@ -133,8 +138,8 @@ static float lower_threshold(const Query *q) {
   return low;
 }
 
-/* Drop the candidates below the current threshold; whether the buffer is still more than half full. */
-static int still_full(Query *q, int64_t capacity) {
+/* Room for one more candidate: drop those below the current threshold, and grow if more than half are left. */
+static int make_room(Query *q) {
   int64_t kept = 0;
   for (int64_t i = 0; i < q->count; i++) {
     if (q->scores[i] >= q->threshold) {
@@ -144,15 +149,23 @@ static int still_full(Query *q, int64_t capacity) {
     }
   }
   q->count = kept;
-  return kept > capacity / 2;
+  if (kept <= q->room / 2) return 1;
+  const int64_t room = 2 * q->room;
+  int64_t *positions = realloc(q->positions, sizeof(int64_t) * (size_t)room);
+  if (positions == NULL) return 0;
+  q->positions = positions;
+  float *scores = realloc(q->scores, sizeof(float) * (size_t)room);
+  if (scores == NULL) return 0;
+  q->scores = scores;
+  q->room = room;
+  return 1;
 }
 
 /* One row at `position` scoring `score`, at or above the query's threshold when it was read. */
-static void offer(Query *q, const int64_t *order, const int64_t *excluded, int64_t position, float score,
-                  int64_t capacity) {
+static void offer(Query *q, const int64_t *order, int64_t position, float score) {
   if (q->allowed != NULL && !q->allowed[order[position]]) return;
-  while (q->excluded_at < q->excluded_end && excluded[q->excluded_at] < position) q->excluded_at++;
-  if (q->excluded_at < q->excluded_end && excluded[q->excluded_at] == position) return;
+  while (q->excluded_at < q->excluded_end && q->excluded[q->excluded_at] < position) q->excluded_at++;
+  if (q->excluded_at < q->excluded_end && q->excluded[q->excluded_at] == position) return;
   if (q->filled < q->k) {
     q->heap[q->filled++] = score;
     sift_up(q->heap, q->filled - 1);
@@ -163,8 +176,8 @@ static void offer(Query *q, const int64_t *order, const int64_t *excluded, int64
     q->threshold = lower_threshold(q);
   }
   if (score < q->threshold) return;
-  if (q->count == capacity && still_full(q, capacity)) {
-    q->overflow = 1;
+  if (q->count == q->room && !make_room(q)) {
+    q->failed = 1;
     return;
   }
   q->positions[q->count] = position;
@@ -173,76 +186,131 @@ static void offer(Query *q, const int64_t *order, const int64_t *excluded, int64
 }
 
 /* Offer the rows of one block that reach the query's threshold; tested LANES scores at a time (few pass). */
-static void keep_block(Query *q, const float *scores, int64_t start, int64_t length, const int64_t *order,
-                       const int64_t *excluded, int64_t capacity) {
-  for (int64_t base = 0; base < length && !q->overflow; base += LANES) {
+static void keep_block(Query *q, const float *scores, int64_t start, int64_t length, const int64_t *order) {
+  for (int64_t base = 0; base < length && !q->failed; base += LANES) {
     const int64_t end = base + LANES < length ? base + LANES : length;
     int any = 0;
     for (int64_t i = base; i < end; i++) any |= scores[i] >= q->threshold;
     if (!any) continue;
-    for (int64_t i = base; i < end && !q->overflow; i++)
-      if (scores[i] >= q->threshold) offer(q, order, excluded, start + i, scores[i], capacity);
+    for (int64_t i = base; i < end && !q->failed; i++)
+      if (scores[i] >= q->threshold) offer(q, order, start + i, scores[i]);
   }
 }
 
-int hybrec_pruned_scan(const float *panels, int64_t dim, int64_t n, const double *norms, const int64_t *order,
-                       const float *queries, int64_t n_queries, const int64_t *k, const double *slack,
-                       const double *stop_scale, const uint8_t *const *allowed, const int64_t *excluded_start,
-                       const int64_t *excluded, int64_t capacity, int64_t *out_count, int64_t *out_positions,
-                       float *out_scores, int64_t *out_read) {
+static int by_position(const void *a, const void *b) {
+  const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int by_score_then_row(const void *a, const void *b) {
+  const Ranked *x = a, *y = b;
+  if (x->score != y->score) return x->score < y->score ? 1 : -1;
+  return (x->row > y->row) - (x->row < y->row);
+}
+
+/* The query's candidates within 2 * slack of its k-th best, scored exactly and ranked; returns how many it wrote. */
+static int64_t rank(const Query *q, const float *vectors, int64_t dim, const int64_t *order, Ranked *ranked,
+                    int64_t *out_rows, float *out_scores) {
+  if (q->filled == 0) return 0;
+  const double close = (double)q->heap[0] - 2.0 * q->slack;
+  int64_t m = 0;
+  for (int64_t i = 0; i < q->count; i++) {
+    if ((double)q->scores[i] < close) continue;
+    const int64_t row = order[q->positions[i]];
+    const float *v = vectors + row * dim;
+    double sum = (double)v[0] * (double)q->query[0];
+    for (int64_t d = 1; d < dim; d++) sum += (double)v[d] * (double)q->query[d]; /* in order: no reassociation */
+    ranked[m].score = (double)(float)sum;
+    ranked[m].row = row;
+    m++;
+  }
+  qsort(ranked, (size_t)m, sizeof(Ranked), by_score_then_row);
+  const int64_t found = m < q->k ? m : q->k;
+  for (int64_t i = 0; i < found; i++) {
+    out_rows[i] = ranked[i].row;
+    out_scores[i] = (float)ranked[i].score;
+  }
+  return found;
+}
+
+/* The top k[j] allowed rows of each query j, best first, into out_rows / out_scores ([n_queries, k_max]), their
+ * number into out_count and the positions each query read into out_read. Returns 0, or -1 when memory ran out. */
+int hybrec_exact_search(const float *panels, const float *vectors, int64_t dim, int64_t n, const double *norms,
+                        const int64_t *order, const int64_t *position, double relative_error, const float *queries,
+                        int64_t n_queries, const int64_t *k, const uint8_t *const *allowed,
+                        const int64_t *excluded_start, const int64_t *excluded_rows, int64_t k_max,
+                        int64_t *out_rows, float *out_scores, int64_t *out_count, int64_t *out_read) {
   const size_t many = (size_t)(n_queries > 0 ? n_queries : 1);
+  const int64_t n_excluded = excluded_start[n_queries];
   int64_t heap_size = 1;
   for (int64_t j = 0; j < n_queries; j++) heap_size += k[j];
   float *heap = malloc(sizeof(float) * (size_t)heap_size);
-  Query *state = malloc(sizeof(Query) * many);
+  Query *state = calloc(many, sizeof(Query));
   int64_t *active = malloc(sizeof(int64_t) * many);
   float *block_scores = malloc(sizeof(float) * BLOCK * many);
-  if (heap == NULL || state == NULL || active == NULL || block_scores == NULL) {
-    free(heap);
-    free(state);
-    free(active);
-    free(block_scores);
-    return -1;
-  }
+  int64_t *excluded = malloc(sizeof(int64_t) * (size_t)(n_excluded > 0 ? n_excluded : 1));
+  int status = heap && state && active && block_scores && excluded ? 0 : -1;
+  const double max_norm = n > 0 ? norms[0] : 0.0;
   int64_t n_active = 0, heap_at = 0;
-  for (int64_t j = 0; j < n_queries; j++) {
+  for (int64_t j = 0; j < n_queries && status == 0; j++) {
     Query *q = &state[j];
     q->query = queries + j * dim;
+    double squares = 0.0;
+    for (int64_t d = 0; d < dim; d++) squares += (double)q->query[d] * (double)q->query[d];
+    const double norm = sqrt(squares);
     q->heap = heap + heap_at;
     heap_at += k[j];
     q->k = k[j];
-    q->filled = q->count = 0;
+    q->slack = relative_error * norm * max_norm;
+    q->stop_scale = norm * (1.0 + relative_error);
+    q->allowed = allowed[j];
+    q->excluded = excluded;
     q->excluded_at = excluded_start[j];
     q->excluded_end = excluded_start[j + 1];
-    q->slack = slack[j];
-    q->stop_scale = stop_scale[j];
-    q->allowed = allowed[j];
-    q->positions = out_positions + j * capacity;
-    q->scores = out_scores + j * capacity;
+    for (int64_t e = q->excluded_at; e < q->excluded_end; e++) excluded[e] = position[excluded_rows[e]];
+    qsort(excluded + q->excluded_at, (size_t)(q->excluded_end - q->excluded_at), sizeof(int64_t), by_position);
     q->threshold = -INFINITY;
-    q->overflow = 0;
+    q->room = 64 + 4 * k[j];
+    q->positions = malloc(sizeof(int64_t) * (size_t)q->room);
+    q->scores = malloc(sizeof(float) * (size_t)q->room);
+    if (q->positions == NULL || q->scores == NULL) status = -1;
     out_read[j] = 0;
+    out_count[j] = 0;
     if (k[j] > 0) active[n_active++] = j;
   }
 
-  for (int64_t start = 0; start < n && n_active > 0; start += BLOCK) {
+  for (int64_t start = 0; start < n && n_active > 0 && status == 0; start += BLOCK) {
     const int64_t length = n - start < BLOCK ? n - start : BLOCK;
     score_block(panels, dim, start, length, state, active, n_active, block_scores);
     int64_t still = 0;
     for (int64_t a = 0; a < n_active; a++) {
       const int64_t j = active[a];
       Query *q = &state[j];
-      keep_block(q, block_scores + a * BLOCK, start, length, order, excluded, capacity);
+      keep_block(q, block_scores + a * BLOCK, start, length, order);
+      if (q->failed) status = -1;
       out_read[j] = start + length;
       const int settled = q->filled == q->k && norms[start + length] * q->stop_scale < (double)q->heap[0] - q->slack;
-      if (!settled && !q->overflow) active[still++] = j;
+      if (!settled) active[still++] = j;
     }
     n_active = still;
   }
-  for (int64_t j = 0; j < n_queries; j++) out_count[j] = state[j].overflow ? -1 : state[j].count;
+
+  int64_t most = 1;
+  for (int64_t j = 0; j < n_queries; j++) most = state[j].count > most ? state[j].count : most;
+  Ranked *ranked = status == 0 ? malloc(sizeof(Ranked) * (size_t)most) : NULL;
+  if (ranked == NULL) status = -1;
+  for (int64_t j = 0; j < n_queries && status == 0; j++)
+    out_count[j] = rank(&state[j], vectors, dim, order, ranked, out_rows + j * k_max, out_scores + j * k_max);
+  free(ranked);
+  if (state != NULL)
+    for (int64_t j = 0; j < n_queries; j++) {
+      free(state[j].positions);
+      free(state[j].scores);
+    }
   free(heap);
   free(state);
   free(active);
   free(block_scores);
-  return 0;
+  free(excluded);
+  return status;
 }
