@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from hybrec.vectors import exact_search
+from hybrec.vectors import exact_batcher, exact_search
 from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
 from hybrec.vectors.exact_index import ExactVectorIndex
 from hybrec.vectors.exact_search import MaskCache, plan_query
@@ -289,6 +289,18 @@ def test_close_ends_a_linger_and_answers_the_waiting_requests() -> None:
         coalescer.close()
         assert calls == [[0], [1]]
     assert not coalescer.running
+
+
+def test_the_load_is_remembered_for_a_moment_after_a_quiet_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(exact_batcher, "LOAD_MEMORY_S", 600.0)
+    coalescer, calls, pool = _loaded(linger_s=0.01, linger_batch=2)
+    with pool:
+        assert pool.submit(coalescer.run, 2).result() == 20  # with request 1, or just after it
+        _wait_for(lambda: coalescer.batches == len(calls) and not coalescer._pending)  # quiet now
+        before = coalescer.lingered
+        assert coalescer.run(3) == 30  # alone, but within the memory of the load: it lingered, then ran
+    assert calls[-1] == [3] and coalescer.lingered == before + 1
+    coalescer.close()
 
 
 def test_a_lone_caller_never_waits_for_a_batch_to_fill() -> None:

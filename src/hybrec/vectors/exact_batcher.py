@@ -36,6 +36,10 @@ Result = TypeVar("Result")
 MAX_BATCH = 32
 #: Seconds without a request after which the worker thread ends (a later request starts a new one).
 IDLE_S = 10.0
+#: Seconds a worker counts as under load after a batch during which requests arrived. Remembered, not judged batch
+#: by batch: a short batch during which nothing happened to arrive would otherwise end the lingering, and batches of
+#: one query are short enough that this kept the benchmark's server in batches of one in some runs.
+LOAD_MEMORY_S = 0.1
 #: Requests a lingering worker waits for (see :class:`Coalescer`'s ``linger_s``): a batch of 8 queries costs the exact
 #: index's scan 0.18 ms per query against 0.36 ms for one query alone; larger batches gain little more.
 LINGER_BATCH = 8
@@ -76,10 +80,10 @@ class Coalescer(Generic[Request, Result]):
         The worker thread ends after this many seconds without a request.
     linger_s : float
         Under load, how long the worker may wait for a batch to grow to ``linger_batch`` requests before running it
-        (Kafka's ``linger.ms``, TF Serving's batch timeout). It waits only when requests arrived while its previous
-        batch ran, so a lone caller, or a quiet service, never waits. Without it, a search thread that computes a
-        query about as fast as the event loop prepares the next one settles into batches of one: the benchmark's
-        server ran 1.3 queries per batch, and 5.5-6.3 with 1 ms.
+        (Kafka's ``linger.ms``, TF Serving's batch timeout). It waits only within ``LOAD_MEMORY_S`` of a batch during
+        which requests arrived, so a lone caller, or a quiet service, never waits. Without it, a search thread that
+        computes a query about as fast as the event loop prepares the next one settles into batches of one: the
+        benchmark's server ran 1.3 queries per batch, and 5.5-6.3 with 1 ms.
     linger_batch : int
         The batch size that ends a linger early.
     """
@@ -108,7 +112,7 @@ class Coalescer(Generic[Request, Result]):
         self._closed = False
         self._linger_s = linger_s
         self._linger_batch = min(linger_batch, max_batch)
-        self._loaded = False  # requests arrived while the last batch ran
+        self._loaded_until = 0.0  # monotonic time until which the worker counts as under load
         self._lingering = False
         #: Batches run, requests answered, and batches that waited for more requests, so far (what the tests and a
         #: curious operator look at).
@@ -160,7 +164,7 @@ class Coalescer(Generic[Request, Result]):
                     self._worker = None
                     self._cond.notify_all()
                     return None
-            if self._loaded and self._linger_s > 0 and len(self._pending) < self._linger_batch:
+            if self._linger_s > 0 and len(self._pending) < self._linger_batch and time.monotonic() < self._loaded_until:
                 self._linger()
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
@@ -191,7 +195,8 @@ class Coalescer(Generic[Request, Result]):
                 logger.exception("%s: a batch of %d requests failed", self._name, len(batch))
                 results = [exc] * len(batch)
             with self._cond:
-                self._loaded = bool(self._pending)
+                if self._pending:  # requests arrived while this batch ran: under load for a while
+                    self._loaded_until = time.monotonic() + LOAD_MEMORY_S
             self.batches += 1
             self.requests += len(batch)
             on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
