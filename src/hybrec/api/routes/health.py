@@ -12,8 +12,12 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=HealthResponse)
-def health() -> HealthResponse:
-    """Liveness: the process answers. Says nothing about the model or the stores (that is ``/ready``)."""
+async def health() -> HealthResponse:
+    """Liveness: the process answers. Says nothing about the model or the stores (that is ``/ready``).
+
+    A coroutine, so it answers on the event loop itself: a plain function would wait for a thread of the pool that
+    blocking handlers may all be holding, and a liveness probe must not fail because the process is busy.
+    """
     return HealthResponse()
 
 
