@@ -10,8 +10,8 @@ publishes it through the real publish path (:func:`hybrec.training.publish.publi
 in-process index, once into a Chroma server started here. For each backend it starts ``hybrec serve reco`` (uvicorn,
 one process) and drives it from a separate load process on loopback (httpx async, closed loop, ``--concurrency``
 requests in flight; ``wrk`` instead when installed, see ``--load-generator``) with
-``GET /v1/users/{random user}/recommendations?n=10``, then the trivial ``GET /health`` of the same server as the
-ceiling. Prints one JSON object per backend (``--json``: a JSON list)::
+``GET /v1/users/{random user}/recommendations?n=10``, then the trivial ``GET /health`` of the same server (a
+coroutine, answered on the event loop) as the ceiling. Prints one JSON object per backend (``--json``: a JSON list)::
 
     {"backend", "rps", "p50_ms", "p99_ms", "ceiling_rps", "ceiling_p50_ms", "ceiling_p99_ms", "errors",
      "cpu_ms_per_request", "ceiling_cpu_ms_per_request", "load_avg", "ceiling_load_avg", ...}
