@@ -296,7 +296,7 @@ int hybrec_exact_search(const float *panels, const float *vectors, int64_t dim, 
   }
 
   int64_t most = 1;
-  for (int64_t j = 0; j < n_queries; j++) most = state[j].count > most ? state[j].count : most;
+  for (int64_t j = 0; j < n_queries && status == 0; j++) most = state[j].count > most ? state[j].count : most;
   Ranked *ranked = status == 0 ? malloc(sizeof(Ranked) * (size_t)most) : NULL;
   if (ranked == NULL) status = -1;
   for (int64_t j = 0; j < n_queries && status == 0; j++)
