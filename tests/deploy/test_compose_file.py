@@ -228,11 +228,12 @@ def test_dockerfile_builds_what_the_services_run() -> None:
     torch_step = next(i for i, s in enumerate(steps) if "pip install" in s and torch_pin in s)
     package_step = next(i for i, s in enumerate(steps) if re.search(r"pip install \.(\s|$|\[)", s))
     build_step = steps.index("RUN python -m hybrec.als.build")
+    scan_step = steps.index("RUN python -m hybrec.vectors.scan_kernel")
     user_step = next(i for i, s in enumerate(steps) if s.startswith("USER "))
     assert "download.pytorch.org/whl/cpu" in steps[torch_step], "the CPU build of torch, not PyPI's CUDA one"
     assert torch_step < package_step < build_step
-    # The kernel is compiled as the user that loads it (its cache lives in that user's home).
-    assert user_step < build_step and steps[user_step] not in ("USER root", "USER 0")
+    # The kernels are compiled as the user that loads them (their caches live in that user's home).
+    assert user_step < build_step and user_step < scan_step and steps[user_step] not in ("USER root", "USER 0")
     assert "COPY src ./src" in text and "COPY params ./params" in text
     assert "ENV HYBREC_VAR_DIR=/var/lib/hybrec" in text
     chroma_pin = next(
