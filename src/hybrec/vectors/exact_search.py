@@ -577,9 +577,9 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
     if scanned:
         kernel = pruned_scan_kernel() if use_kernel else None
         layout = col.derived.layout(for_kernel=kernel is not None)
+        batch = [requests[i] for i in scanned]
         if kernel is not None:
             assert layout.kernel is not None
-            batch = [requests[i] for i in scanned]
             results, _ = kernel.search(
                 layout.kernel,
                 np.stack([r.query for r in batch]).astype(np.float32, copy=False),
@@ -589,7 +589,7 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
                 relative_error,
             )
         else:
-            results = _BatchScan(layout, [requests[i] for i in scanned], relative_error).run(col)
+            results = _BatchScan(layout, batch, relative_error).run(col)
         for i, found in zip(scanned, results, strict=True):
             out[i] = found
     return out
