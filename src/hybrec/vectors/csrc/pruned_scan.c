@@ -4,7 +4,8 @@
  * row-major block holding positions p * PANEL ... (p + 1) * PANEL - 1, so one panel is 16 KB of contiguous floats
  * (dim 64) and a query's scores over it are a sum of `dim` scaled runs of PANEL floats (vertical SIMD, no horizontal
  * sums). The last panel is padded with zero columns. The queries of a batch go through the matrix panel by panel, in
- * groups of four that share each load, so a panel comes from memory once per batch and from the L1 cache after that.
+ * groups that share each load (GROUP below), so a panel comes from memory once per batch and from the L1 cache after
+ * that.
  *
  * Each query keeps, as it goes:
  *   - a min-heap of the k best float32 scores of its allowed rows so far; its top is the running k-th best, `kth`;
@@ -26,11 +27,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PANEL 64  /* positions per panel: 4 vectors of 16 floats */
+#define PANEL 64 /* positions per panel: a multiple of every vector width below */
 #define BLOCK 256 /* positions read between two stop checks */
 #define LANES 16  /* scores tested against a threshold at once */
 
-typedef float v16 __attribute__((vector_size(64), aligned(4))); /* GCC/clang vectors: AVX-512, or split narrower */
+/* The machine's own vector width, and how many queries share each load of a panel: as many as keep their
+ * accumulators (GROUP * PANEL / WIDTH vectors) in registers. A vector wider than the target's registers is no
+ * shortcut: GCC lowers a 64-byte vector on an AVX2 target through the stack, ten times slower than 32-byte ones
+ * (measured on a 2-core Zen 3). Overridable (-DWIDTH=.. -DGROUP=..) for measurements. */
+#if !defined(WIDTH)
+#if defined(__AVX512F__)
+#define WIDTH 16 /* 32 zmm registers: 4 queries x 4 accumulators */
+#define GROUP 4
+#elif defined(__AVX__)
+#define WIDTH 8 /* 16 ymm registers: 2 queries x 8 accumulators */
+#define GROUP 2
+#else
+#define WIDTH 4
+#define GROUP 1
+#endif
+#endif
+#define PER_ROW (PANEL / WIDTH)
+
+typedef float vec __attribute__((vector_size(WIDTH * sizeof(float)))); /* GCC/clang vectors */
 
 typedef struct {
   const float *query;
@@ -50,40 +69,37 @@ typedef struct {
   int64_t row;
 } Ranked;
 
-static inline v16 load16(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
+/* Scores of `g` queries over one panel (64-byte aligned: see scan_kernel.panels_of), each panel vector loaded once
+ * for all of them. `g` is a constant where this is inlined, so the accumulators are registers. */
+static inline __attribute__((always_inline)) void score_queries(const float *restrict panel, int64_t dim, int g,
+                                                                const float *const *queries, float *const *out) {
+  const vec *rows = __builtin_assume_aligned(panel, 64);
+  vec acc[GROUP][PER_ROW];
+#pragma GCC unroll 16
+  for (int i = 0; i < g; i++)
+#pragma GCC unroll 16
+    for (int j = 0; j < PER_ROW; j++) acc[i][j] = (vec){0};
+  for (int64_t d = 0; d < dim; d++) {
+    const vec *row = rows + d * PER_ROW;
+    float x[GROUP];
+#pragma GCC unroll 16
+    for (int i = 0; i < g; i++) x[i] = queries[i][d];
+#pragma GCC unroll 16
+    for (int j = 0; j < PER_ROW; j++) {
+      const vec m = row[j];
+#pragma GCC unroll 16
+      for (int i = 0; i < g; i++) acc[i][j] += x[i] * m;
+    }
+  }
+  for (int i = 0; i < g; i++) memcpy(out[i], acc[i], sizeof acc[i]);
 }
 
-/* Scores of four queries over one panel: each panel value is loaded once for the four; 16 accumulators. */
-static void score_four(const float *restrict panel, int64_t dim, const float *const *queries, float *const *out) {
-  v16 a00 = {0}, a01 = {0}, a02 = {0}, a03 = {0}, a10 = {0}, a11 = {0}, a12 = {0}, a13 = {0};
-  v16 a20 = {0}, a21 = {0}, a22 = {0}, a23 = {0}, a30 = {0}, a31 = {0}, a32 = {0}, a33 = {0};
-  const float *q0 = queries[0], *q1 = queries[1], *q2 = queries[2], *q3 = queries[3];
-  for (int64_t d = 0; d < dim; d++) {
-    const float *row = panel + d * PANEL;
-    const v16 m0 = load16(row), m1 = load16(row + 16), m2 = load16(row + 32), m3 = load16(row + 48);
-    const float x0 = q0[d], x1 = q1[d], x2 = q2[d], x3 = q3[d];
-    a00 += x0 * m0, a01 += x0 * m1, a02 += x0 * m2, a03 += x0 * m3;
-    a10 += x1 * m0, a11 += x1 * m1, a12 += x1 * m2, a13 += x1 * m3;
-    a20 += x2 * m0, a21 += x2 * m1, a22 += x2 * m2, a23 += x2 * m3;
-    a30 += x3 * m0, a31 += x3 * m1, a32 += x3 * m2, a33 += x3 * m3;
-  }
-  const v16 all[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
-  for (int g = 0; g < 4; g++) memcpy(out[g], all[g], sizeof all[g]);
+static void score_group(const float *restrict panel, int64_t dim, const float *const *queries, float *const *out) {
+  score_queries(panel, dim, GROUP, queries, out);
 }
 
-/* Scores of one query over one panel (the queries left over from the groups of four). */
-static void score_one(const float *restrict panel, int64_t dim, const float *restrict query, float *restrict out) {
-  v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-  for (int64_t d = 0; d < dim; d++) {
-    const float *row = panel + d * PANEL;
-    const float x = query[d];
-    a0 += x * load16(row), a1 += x * load16(row + 16), a2 += x * load16(row + 32), a3 += x * load16(row + 48);
-  }
-  const v16 all[4] = {a0, a1, a2, a3};
-  memcpy(out, all, sizeof all);
+static void score_one(const float *restrict panel, int64_t dim, const float *query, float *out) {
+  score_queries(panel, dim, 1, &query, &out);
 }
 
 /* Each active query's scores over the block of positions start ... start + length into its row of `scores`. */
@@ -92,14 +108,14 @@ static void score_block(const float *panels, int64_t dim, int64_t start, int64_t
   for (int64_t at = 0; at < length; at += PANEL) {
     const float *panel = panels + (start + at) * dim;
     int64_t a = 0;
-    for (; a + 4 <= n_active; a += 4) {
-      const float *queries[4];
-      float *out[4];
-      for (int g = 0; g < 4; g++) {
+    for (; a + GROUP <= n_active; a += GROUP) {
+      const float *queries[GROUP];
+      float *out[GROUP];
+      for (int g = 0; g < GROUP; g++) {
         queries[g] = state[active[a + g]].query;
         out[g] = scores + (a + g) * BLOCK + at;
       }
-      score_four(panel, dim, queries, out);
+      score_group(panel, dim, queries, out);
     }
     for (; a < n_active; a++) score_one(panel, dim, state[active[a]].query, scores + a * BLOCK + at);
   }
