@@ -22,9 +22,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hybrec.api.lane import FastLane
 from hybrec.api.metrics import Metrics
 from hybrec.api.routes import admin, health, reco
-from hybrec.api.security import install_security
+from hybrec.api.security import BodyLimitMiddleware, SecurityHeadersMiddleware, install_security
 from hybrec.config import Settings, get_settings
 from hybrec.recommend.errors import (
     DependencyUnavailable,
@@ -123,7 +124,7 @@ def create_app(
             if app.state.recommender is not None:
                 app.state.recommender.close()
 
-    app = FastAPI(title="hybrec", version="0.1.0", lifespan=lifespan)
+    app = HybrecAPI(title="hybrec", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.recommender = recommender
@@ -133,7 +134,8 @@ def create_app(
 
     app.include_router(health.router)
     if "reco" in components:
-        reco.route_first(app)
+        route = reco.route_first(app)
+        app.lane = FastLane(app, route, "user_id", reco.recommendation_body, metrics, DEFAULT_MIDDLEWARE)
         app.include_router(reco.router)
         app.include_router(admin.router)
     for module in extra_modules:
@@ -146,6 +148,19 @@ def create_app(
     return app
 
 
+class HybrecAPI(FastAPI):
+    """The app: FastAPI, with a fast lane (:mod:`hybrec.api.lane`) for the busiest endpoint when it has one."""
+
+    lane: FastLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lane = self.lane
+        if lane is not None and lane.takes(scope):
+            await lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 class _TimingMiddleware:
     """ASGI middleware class (what ``add_middleware`` expects) around :meth:`Metrics.middleware`."""
 
@@ -154,6 +169,11 @@ class _TimingMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._app(scope, receive, send)
+
+
+#: The middleware ``create_app`` installs with the default settings; the fast lane does their part itself, and stays
+#: shut when the app has any other (CORS, a rate limit, a component's own).
+DEFAULT_MIDDLEWARE = frozenset({_TimingMiddleware, BodyLimitMiddleware, SecurityHeadersMiddleware})
 
 
 def _error(status: int, detail: Any) -> JSONResponse:

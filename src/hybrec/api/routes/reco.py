@@ -161,11 +161,14 @@ def recommendation_json(user_id: str, result: Recommendations) -> bytes:
     return _RECOMMENDATION_JSON.dump_json(body)
 
 
-async def recommend_for_user(request: Request) -> Response:
-    """Top-``n`` items for a user, filters applied inside the search, seen items excluded by default."""
-    # The busiest endpoint checks the read key, validates its path and query string itself (hybrec.api.params) and
-    # takes the recommender and settings straight from the app: FastAPI solves each parameter and dependency on its
-    # own, per request.
+async def recommendation_body(request: Request) -> bytes:
+    """The JSON of the top-``n`` items for a user, filters applied inside the search, seen items excluded by default.
+
+    The busiest endpoint checks the read key, validates its path and query string itself (hybrec.api.params) and
+    takes the recommender and settings straight from the app: FastAPI solves each parameter and dependency on its
+    own, per request. The app's fast lane (:mod:`hybrec.api.lane`) calls it directly; :func:`recommend_for_user`
+    is the same as a route's endpoint.
+    """
     check_read_key(request)
     user_id = path_value(PATH_ID, request, "user_id")
     query = query_model(RecommendationQuery, request)
@@ -176,7 +179,12 @@ async def recommend_for_user(request: Request) -> Response:
         result = await recommender.recommend_async(user_id, n, filters, exclude_seen=query.exclude_seen)
     else:  # round trips to Redis, Chroma or PostgreSQL block: in a worker thread
         result = await run_in_threadpool(recommender.recommend, user_id, n, filters, exclude_seen=query.exclude_seen)
-    return Response(recommendation_json(user_id, result), media_type="application/json")
+    return recommendation_json(user_id, result)
+
+
+async def recommend_for_user(request: Request) -> Response:
+    """Top-``n`` items for a user, filters applied inside the search, seen items excluded by default."""
+    return Response(await recommendation_body(request), media_type="application/json")
 
 
 class _NamedRoute(Route):
@@ -190,8 +198,8 @@ class _NamedRoute(Route):
         return match, child_scope
 
 
-def route_first(app: FastAPI) -> None:
-    """Serve ``GET /v1/users/{user_id}/recommendations`` ahead of every other route of ``app``.
+def route_first(app: FastAPI) -> Route:
+    """Serve ``GET /v1/users/{user_id}/recommendations`` ahead of every other route of ``app``; returns the route.
 
     * **First.** A request is matched against the app's routes in order: FastAPI's documentation routes, then each
       included router's. The busiest endpoint tried a dozen patterns and three nested routers first, some
@@ -202,7 +210,8 @@ def route_first(app: FastAPI) -> None:
       and never reached, documents it in OpenAPI.
     """
     path = "/v1/users/{user_id}/recommendations"
-    app.router.routes.insert(0, _NamedRoute(path, recommend_for_user, methods=["GET"]))
+    route = _NamedRoute(path, recommend_for_user, methods=["GET"])
+    app.router.routes.insert(0, route)
     app.add_api_route(
         path,
         recommend_for_user,
@@ -214,6 +223,7 @@ def route_first(app: FastAPI) -> None:
             "security": READ_KEY_SECURITY,
         },
     )
+    return route
 
 
 @reads.get("/v1/items/{item_id}/similar", response_model=SimilarItemsResponse)
