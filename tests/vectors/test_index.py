@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -158,6 +160,21 @@ def test_exclusion_combined_with_filter_and_allow_list(filled) -> None:  # type:
     allow = {ids[i] for i in games[:4]}
     hits = index.query(name, query, 10, where=Filter(ids=allow), exclude_ids={ids[games[0]]})[0]
     assert {h.id for h in hits} == allow - {ids[games[0]]}
+
+
+@pytest.mark.parametrize(
+    "where", [None, Filter(category="games"), Filter(min_price=10.0, brand="acme corp")], ids=["all", "cat", "brand"]
+)
+def test_hits_without_metadata_are_the_same_hits(filled, where: Filter | None) -> None:  # type: ignore[no-untyped-def]
+    index, name, _, vectors, _ = filled
+    queries = vectors[[2, 5]] + 0.05
+    exclude = {"item-7", "item-11"}
+    full = index.query(name, queries, 4, where=where, exclude_ids=exclude)
+    bare = index.query(name, queries, 4, where=where, exclude_ids=exclude, with_metadata=False)
+    assert [[(h.id, h.score) for h in row] for row in bare] == [[(h.id, h.score) for h in row] for row in full]
+    assert all(h.metadata == {} for row in bare for h in row) and all(h.metadata for row in full for h in row)
+    one = asyncio.run(index.query_async(name, queries[0], 4, where, exclude, with_metadata=False))
+    assert [(h.id, h.score, h.metadata) for h in one[0]] == [(h.id, h.score, {}) for h in full[0]]
 
 
 def test_n_larger_than_matches_returns_all_matches(filled) -> None:  # type: ignore[no-untyped-def]

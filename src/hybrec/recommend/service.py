@@ -341,7 +341,9 @@ class Recommender:
     ) -> list[ScoredItem]:
         with timed(self.telemetry, "index_query"):
             try:
-                hits = self.item_index.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
+                hits = self.item_index.query(
+                    state.collection, vector, n, where=where, exclude_ids=exclude, with_metadata=False
+                )[0]
             except (VectorStoreUnavailable, CollectionNotFound) as exc:
                 hits = self._fallback_query(state, vector, n, where, exclude, degraded, exc)
         return [state.scored(h.id, h.score) for h in hits]
@@ -357,7 +359,9 @@ class Recommender:
     ) -> list[ScoredItem]:
         with timed(self.telemetry, "index_query"):
             try:
-                found = await self.item_index.query_async(state.collection, vector, n, where=where, exclude_ids=exclude)
+                found = await self.item_index.query_async(
+                    state.collection, vector, n, where=where, exclude_ids=exclude, with_metadata=False
+                )
                 hits = found[0]
             except (VectorStoreUnavailable, CollectionNotFound) as exc:
                 hits = self._fallback_query(state, vector, n, where, exclude, degraded, exc)
@@ -383,7 +387,7 @@ class Recommender:
             ) from exc
         if INDEX_DOWN not in degraded:
             degraded.append(INDEX_DOWN)
-        return fallback.query(state.collection, vector, n, where=where, exclude_ids=exclude)[0]
+        return fallback.query(state.collection, vector, n, where=where, exclude_ids=exclude, with_metadata=False)[0]
 
     def _popular(
         self, state: ServingState, n: int, where: Filter | None, seen: set[str], degraded: list[str]

@@ -9,8 +9,14 @@ from typing import Literal
 Strategy = Literal["trained", "folded_in", "cold_start_popular"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredItem:
+    """One recommended item: its id, its score and what an answer shows of it.
+
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, and building the ten of an answer
+    cost 25 us against 7 (a twentieth of the busiest endpoint's CPU). Nothing changes one after it is built.
+    """
+
     item_id: str
     score: float
     name: str | None = None

@@ -379,8 +379,14 @@ class VectorIndex(ABC):
         n: int,
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
+        *,
+        with_metadata: bool = True,
     ) -> list[list[Hit]]:
-        """The ``n`` best hits for each query row (fewer only when fewer items match), best first."""
+        """The ``n`` best hits for each query row (fewer only when fewer items match), best first.
+
+        ``with_metadata=False``: hits carry no metadata (``{}``), for a caller that shows items from its own catalog
+        data; copying each hit's stored metadata was a tenth of a recommendation's CPU.
+        """
 
     async def query_async(
         self,
@@ -389,13 +395,15 @@ class VectorIndex(ABC):
         n: int,
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
+        *,
+        with_metadata: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`query` for a caller on an event loop, which keeps serving while the search runs.
 
         By default :meth:`query` runs in a worker thread; an in-process index may do better (the exact index hands
         a one-row query to its coalescing thread and awaits the batch).
         """
-        return await asyncio.to_thread(self.query, name, vectors, n, where, exclude_ids)
+        return await asyncio.to_thread(self.query, name, vectors, n, where, exclude_ids, with_metadata=with_metadata)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (no-op by default)."""

@@ -322,6 +322,8 @@ class ChromaVectorIndex(VectorIndex):
         n: int,
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
+        *,
+        with_metadata: bool = True,
     ) -> list[list[Hit]]:
         n = validate_n(n)
         info = self.collection_info(name)
@@ -337,19 +339,19 @@ class ChromaVectorIndex(VectorIndex):
         server_where = where_clause(where)
         if where is None or server_where is None or allow is not None:
             raw = self._search(name, queries, n + len(exclude), allow, server_where)
-            return [_keep(row, n, exclude, None) for row in raw]
+            return [_keep(row, n, exclude, None, with_metadata) for row in raw]
 
         # Chroma's filtered search is slow (hundreds of ms on 100k items), so first filter here the unfiltered top
         # candidates: the first n matches among the top-K are the top n matches (any match outside the top-K scores
         # lower than all of it). Rows with too few matches among the candidates go to Chroma's filtered search.
         fetch = max(self.prefilter_candidates, 5 * n + len(exclude))
         raw = self._search(name, queries, fetch, None, None)
-        out = [_keep(row, n, exclude, where) for row in raw]
+        out = [_keep(row, n, exclude, where, with_metadata) for row in raw]
         retry = [r for r, row in enumerate(raw) if len(out[r]) < n and len(row) == fetch]
         if retry:
             slow = self._search(name, queries[retry], n + len(exclude), None, server_where)
             for r, row in zip(retry, slow, strict=True):
-                out[r] = _keep(row, n, exclude, None)
+                out[r] = _keep(row, n, exclude, None, with_metadata)
         return out
 
     def _search(
@@ -372,13 +374,15 @@ class ChromaVectorIndex(VectorIndex):
         ]
 
 
-def _keep(row: list[tuple[str, float, Metadata]], n: int, exclude: set[str], where: Filter | None) -> list[Hit]:
+def _keep(
+    row: list[tuple[str, float, Metadata]], n: int, exclude: set[str], where: Filter | None, with_metadata: bool
+) -> list[Hit]:
     """The first ``n`` candidates that are not excluded and (given ``where``) match it, as hits."""
     hits: list[Hit] = []
     for item_id, score, meta in row:
         if item_id in exclude or (where is not None and not where.matches(item_id, meta)):
             continue
-        hits.append(Hit(item_id, score, public_metadata(meta)))
+        hits.append(Hit(item_id, score, public_metadata(meta)) if with_metadata else Hit(item_id, score))
         if len(hits) == n:
             break
     return hits

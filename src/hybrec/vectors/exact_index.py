@@ -269,13 +269,15 @@ class ExactVectorIndex(VectorIndex):
         n: int,
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
+        *,
+        with_metadata: bool = True,
     ) -> list[list[Hit]]:
-        started = self._start(name, vectors, n, where, exclude_ids, on_loop=False)
+        started = self._start(name, vectors, n, where, exclude_ids, with_metadata, on_loop=False)
         if isinstance(started, list):
             return started
         col, future = started
         assert isinstance(future, Future)
-        return [hits(col, future.result())]
+        return [hits(col, future.result(), with_metadata)]
 
     async def query_async(
         self,
@@ -284,16 +286,18 @@ class ExactVectorIndex(VectorIndex):
         n: int,
         where: Filter | None = None,
         exclude_ids: set[str] | frozenset[str] | None = None,
+        *,
+        with_metadata: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`query` from an event loop: a one-row query joins the coalescing thread's next batch and is awaited,
         so the loop takes more requests (which join the same batch) while the matrix is read; the few-candidate
         queries of a selective filter, and multi-row ones, are computed on the loop."""
-        started = self._start(name, vectors, n, where, exclude_ids, on_loop=True)
+        started = self._start(name, vectors, n, where, exclude_ids, with_metadata, on_loop=True)
         if isinstance(started, list):
             return started
         col, future = started
         assert isinstance(future, asyncio.Future)
-        return [hits(col, await future)]
+        return [hits(col, await future, with_metadata)]
 
     def _start(
         self,
@@ -302,6 +306,7 @@ class ExactVectorIndex(VectorIndex):
         n: int,
         where: Filter | None,
         exclude_ids: set[str] | frozenset[str] | None,
+        with_metadata: bool,
         *,
         on_loop: bool,
     ) -> list[list[Hit]] | tuple[Snapshot, Future[Found] | asyncio.Future[Found]]:
@@ -317,7 +322,7 @@ class ExactVectorIndex(VectorIndex):
                 return col, batcher.submit_async(request) if on_loop else batcher.submit(request)
             except CoalescerClosed:  # closed while this query came in: answer it here
                 pass
-        return search(col, queries, k, plan)
+        return search(col, queries, k, plan, with_metadata)
 
     def _plan(
         self,

@@ -379,7 +379,10 @@ def plan_query(col: Snapshot, where: Filter | None, exclude_ids: set[str] | froz
     return Plan(mask, excluded, allowed, candidates)
 
 
-def _hits(col: Snapshot, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
+def _hits(col: Snapshot, rows: np.ndarray, scores: np.ndarray, with_metadata: bool = True) -> list[Hit]:
+    if not with_metadata:
+        ids = col.ids
+        return [Hit(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
     return [
         Hit(col.ids[r], s, public_metadata(col.metadatas[r]))
         for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
@@ -620,9 +623,9 @@ def _exact_top(
     return rank(rows, exact_scores(request.query, col.vectors[rows]), k)
 
 
-def search(col: Snapshot, queries: np.ndarray, k: int, plan: Plan) -> list[list[Hit]]:
+def search(col: Snapshot, queries: np.ndarray, k: int, plan: Plan, with_metadata: bool = True) -> list[list[Hit]]:
     """The top ``k`` rows ``plan`` allows for each query row, computed on the calling thread."""
-    return [_hits(col, *found) for found in top_rows(col, [Request(q, k, plan) for q in queries])]
+    return [_hits(col, *found, with_metadata) for found in top_rows(col, [Request(q, k, plan) for q in queries])]
 
 
 def search_batch(requests: Sequence[tuple[Snapshot, Request]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -641,6 +644,6 @@ def search_batch(requests: Sequence[tuple[Snapshot, Request]]) -> list[tuple[np.
     return results
 
 
-def hits(col: Snapshot, found: tuple[np.ndarray, np.ndarray]) -> list[Hit]:
+def hits(col: Snapshot, found: tuple[np.ndarray, np.ndarray], with_metadata: bool = True) -> list[Hit]:
     """The hits of one request's ``(rows, scores)``."""
-    return _hits(col, *found)
+    return _hits(col, *found, with_metadata)
