@@ -15,7 +15,14 @@ import pytest
 from hybrec.vectors import scan_kernel
 from hybrec.vectors.exact_index import ExactVectorIndex
 from hybrec.vectors.exact_search import NormLayout, error_bound, exact_scores
-from hybrec.vectors.scan_kernel import PANEL, KernelMatrix, PrunedScanKernel, panels_of, pruned_scan_kernel
+from hybrec.vectors.scan_kernel import (
+    PANEL,
+    KernelMatrix,
+    PrunedScanKernel,
+    half_relative_error,
+    panels_of,
+    pruned_scan_kernel,
+)
 
 DIM = 32
 BLOCK = 256  # positions between two stop checks (the C source's BLOCK)
@@ -30,9 +37,10 @@ def kernel() -> PrunedScanKernel:
 
 
 #: The source picks its vector width and query group for the machine it is built on (AVX-512: 16 and 4, AVX: 8 and
-#: 2, else 4 and 1); each is built here too, as generic vectors for this machine, with a group that leaves queries
-#: over (3, 3 of them for 12 queries), so every machine's code gives the same answers on any machine.
-OTHER_MACHINES = (("WIDTH=16", "GROUP=4"), ("WIDTH=8", "GROUP=3"), ("WIDTH=4", "GROUP=1"))
+#: 2, else 4 and 1), and float16 panels where the CPU converts them (F16C); each is built here too, as generic
+#: vectors for this machine, with a group that leaves queries over (3, 3 of them for 12 queries), and with float32
+#: panels, so every machine's code gives the same answers on any machine.
+OTHER_MACHINES = (("WIDTH=16", "GROUP=4"), ("WIDTH=8", "GROUP=3"), ("WIDTH=4", "GROUP=1"), ("FLOAT_PANELS",))
 
 
 @pytest.fixture(scope="module", params=[(), *OTHER_MACHINES], ids=lambda d: "native" if not d else ",".join(d))
@@ -48,8 +56,9 @@ def _als_like(rows: int, rng: np.random.Generator) -> np.ndarray:
     return ((mix + 0.5 * rng.standard_normal((rows, DIM))) * scale / np.sqrt(DIM)).astype(np.float32)
 
 
-def _matrix(vectors: np.ndarray) -> KernelMatrix:
-    layout = NormLayout.of(vectors, for_kernel=True)
+def _matrix(vectors: np.ndarray, kernel: PrunedScanKernel | None = None) -> KernelMatrix:
+    panels = None if kernel is None else kernel.panel_dtype
+    layout = NormLayout.of(vectors, for_kernel=True, panel_dtype=panels)
     assert layout.kernel is not None and layout.matrix_t is None
     return layout.kernel
 
@@ -79,9 +88,8 @@ def test_each_query_gets_its_allowed_top_k_exactly_and_stops_by_the_norm_bound(a
     excluded: list[list[int]] = [[] for _ in queries]
     excluded[3] = np.argsort(-exact[3])[:15].tolist()  # the 15 best rows of query 3, in no order
     excluded[6] = [100, 0, 50]
-    found, read = any_kernel.search(
-        _matrix(vectors), queries, k, allowed, [np.asarray(e, dtype=np.int64) for e in excluded], error_bound(DIM)
-    )
+    excluded_rows = [np.asarray(e, dtype=np.int64) for e in excluded]
+    found, read = any_kernel.search(_matrix(vectors, any_kernel), queries, k, allowed, excluded_rows, error_bound(DIM))
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     for j, query in enumerate(queries):
         best_rows, best_scores = found[j]
@@ -106,14 +114,35 @@ def test_many_rows_tied_near_the_kth_best_are_all_kept_and_ranked_by_row(kernel:
     assert read[0] == 3000  # equal norms: nothing can be ruled out
 
 
-def test_panels_are_cache_line_aligned_columns_of_the_rows_padded_with_zeros() -> None:
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_panels_are_cache_line_aligned_columns_of_the_rows_padded_with_zeros(dtype: type) -> None:
     vectors = np.arange(130 * 3, dtype=np.float32).reshape(130, 3)
-    panels = panels_of(vectors)
-    assert panels.shape == (3, 3, PANEL) and panels.ctypes.data % 64 == 0
+    panels = panels_of(vectors, dtype)
+    assert panels.dtype == dtype and panels.shape == (3, 3, PANEL) and panels.ctypes.data % 64 == 0
     assert np.array_equal(panels[1, :, 5], vectors[PANEL + 5])
     assert not panels[2, :, 2:].any()
     unpacked = panels.transpose(0, 2, 1).reshape(-1, 3)[:130]
-    assert np.array_equal(unpacked, vectors)
+    assert np.array_equal(unpacked, vectors)  # small integers: exact in float16 too
+
+
+def test_float16_panels_widen_the_error_bound_and_refuse_values_beyond_their_range() -> None:
+    bound = error_bound(DIM)
+    assert half_relative_error(bound, DIM, 1.0) > bound + scan_kernel.HALF_ROUNDING
+    assert half_relative_error(bound, DIM, 1e-6) > 100 * half_relative_error(bound, DIM, 1.0)  # subnormal rounding
+    rng = np.random.default_rng(4)
+    vectors = _als_like(500, rng)
+    for row in range(0, 500, 7):  # each value rounded to float16 is within the bound of the exact score
+        query = _als_like(1, rng)[0]
+        exact = float(query.astype(np.float64) @ vectors[row].astype(np.float64))
+        rounded = float(query.astype(np.float64) @ vectors[row].astype(np.float16).astype(np.float64))
+        norms = float(np.linalg.norm(query.astype(np.float64)) * np.linalg.norm(vectors[row].astype(np.float64)))
+        assert abs(exact - rounded) <= scan_kernel.HALF_ROUNDING * norms
+    huge = vectors.copy()
+    huge[3, 1] = 70_000.0
+    with pytest.raises(ValueError, match="float16"):
+        panels_of(huge, np.float16)
+    layout = NormLayout.of(huge, for_kernel=True, panel_dtype=np.dtype(np.float16))
+    assert layout.kernel is None and layout.matrix_t is not None  # numpy scans it instead
 
 
 def test_inputs_of_the_wrong_kind_are_refused_before_the_call(kernel: PrunedScanKernel) -> None:
@@ -123,6 +152,10 @@ def test_inputs_of_the_wrong_kind_are_refused_before_the_call(kernel: PrunedScan
         KernelMatrix(matrix.panels, vectors.astype(np.float64), matrix.norms, matrix.order, matrix.position)
     with pytest.raises(ValueError, match="panels"):
         KernelMatrix(matrix.panels[:1], vectors, matrix.norms, matrix.order, matrix.position)
+    with pytest.raises(ValueError, match="panels"):
+        KernelMatrix(matrix.panels.astype(np.float64), vectors, matrix.norms, matrix.order, matrix.position)
+    other = np.float32 if kernel.panel_dtype == np.float16 else np.float16
+    other_panels = KernelMatrix(panels_of(vectors, other), vectors, matrix.norms, matrix.order, matrix.position)
     good = {
         "matrix": matrix, "queries": np.ones((1, DIM), dtype=np.float32), "k": [5], "allowed": [None],
         "excluded": [_NO_ROWS], "relative_error": 1e-4,
@@ -135,6 +168,7 @@ def test_inputs_of_the_wrong_kind_are_refused_before_the_call(kernel: PrunedScan
         ({"allowed": [np.ones(100, dtype=np.uint8)]}, "bool"),
         ({"allowed": [None, None]}, "one entry per query"),
         ({"excluded": [np.array([100])]}, "rows of the matrix"),
+        ({"matrix": other_panels}, "this kernel reads"),
     ]:
         with pytest.raises(ValueError, match=message):
             kernel.search(**{**good, **change})

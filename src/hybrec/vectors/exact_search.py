@@ -38,7 +38,7 @@ from threadpoolctl import threadpool_limits
 
 from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
-from hybrec.vectors.scan_kernel import KernelMatrix, panels_of, pruned_scan_kernel
+from hybrec.vectors.scan_kernel import KernelMatrix, fits_half, panels_of, pruned_scan_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,9 @@ class NormLayout:
     descending_norms: np.ndarray
 
     @classmethod
-    def of(cls, vectors: np.ndarray, *, for_kernel: bool) -> NormLayout:
+    def of(cls, vectors: np.ndarray, *, for_kernel: bool, panel_dtype: np.dtype | None = None) -> NormLayout:
+        """The layout of ``vectors``: the kernel's form when ``for_kernel`` (panels of ``panel_dtype``, by default
+        the loaded kernel's), unless its panels cannot hold the values (float16 ones beyond its range): numpy's."""
         norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64))
         order = np.argsort(-norms, kind="stable")
         position = np.empty_like(order)
@@ -226,11 +228,16 @@ class NormLayout:
         sorted_norms = np.append(norms[order], 0.0)
         kernel = None
         if for_kernel:
-            kernel = KernelMatrix(
-                panels_of(vectors[order]), np.ascontiguousarray(vectors), sorted_norms, order, position
-            )
+            if panel_dtype is None:
+                loaded = pruned_scan_kernel()
+                panel_dtype = np.dtype(np.float32) if loaded is None else loaded.panel_dtype
+            if panel_dtype == np.float16 and not fits_half(vectors):
+                logger.warning("vectors too large for float16 panels: this collection is scanned with numpy")
+            else:
+                panels = panels_of(vectors[order], panel_dtype)
+                kernel = KernelMatrix(panels, np.ascontiguousarray(vectors), sorted_norms, order, position)
         return cls(
-            matrix_t=None if for_kernel else np.ascontiguousarray(vectors[order].T),
+            matrix_t=None if kernel is not None else np.ascontiguousarray(vectors[order].T),
             kernel=kernel,
             order=order,
             position=position,
@@ -581,8 +588,7 @@ def top_rows(col: Snapshot, requests: Sequence[Request]) -> list[tuple[np.ndarra
         kernel = pruned_scan_kernel() if use_kernel else None
         layout = col.derived.layout(for_kernel=kernel is not None)
         batch = [requests[i] for i in scanned]
-        if kernel is not None:
-            assert layout.kernel is not None
+        if kernel is not None and layout.kernel is not None:
             results, _ = kernel.search(
                 layout.kernel,
                 np.stack([r.query for r in batch]).astype(np.float32, copy=False),

@@ -22,6 +22,7 @@ import argparse
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -41,6 +42,12 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "pruned_scan.c"
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
 #: Rows per panel of the kernel's matrix form (``PANEL`` in the C source).
 PANEL = 64
+#: Relative rounding of a float32 value stored as float16 (11 significant bits), above float16's subnormals.
+HALF_ROUNDING = 2.0**-11
+#: Absolute rounding of a float16 subnormal (below 2**-14): half the spacing of 2**-24.
+HALF_SUBNORMAL_ROUNDING = 2.0**-25
+#: Values of this size or more do not fit a float16 panel (its largest finite value is 65504).
+HALF_LIMIT = 65504.0
 _COMPILERS = ("cc", "gcc", "clang")
 
 _lock = threading.Lock()
@@ -121,8 +128,9 @@ class KernelMatrix:
 
     def __post_init__(self) -> None:
         n, dim = self.vectors.shape
+        if self.panels.dtype not in (np.float32, np.float16) or not self.panels.flags.c_contiguous:
+            raise ValueError(f"panels: expected a C-contiguous float32 or float16 array, got {self.panels.dtype}")
         for name, array, dtype in (
-            ("panels", self.panels, np.float32),
             ("vectors", self.vectors, np.float32),
             ("norms", self.norms, np.float64),
             ("order", self.order, np.int64),
@@ -163,6 +171,8 @@ class PrunedScanKernel:
         ]  # fmt: skip
         function.restype = ctypes.c_int
         self._function = function
+        #: What the panels hold: float16 where the CPU converts it in one instruction (F16C), else float32.
+        self.panel_dtype = np.dtype(np.float16 if library.hybrec_panel_bytes() == 2 else np.float32)
 
     def search(
         self,
@@ -181,6 +191,10 @@ class PrunedScanKernel:
         relative to ``|q| |v|`` (:func:`~hybrec.vectors.exact_search.error_bound`).
         """
         n_queries = len(k)
+        if matrix.panels.dtype != self.panel_dtype:
+            raise ValueError(f"panels: this kernel reads {self.panel_dtype} panels, got {matrix.panels.dtype}")
+        if self.panel_dtype == np.float16:
+            relative_error = half_relative_error(relative_error, matrix.dim, float(matrix.norms[0]))
         if queries.dtype != np.float32 or not queries.flags.c_contiguous or queries.shape != (n_queries, matrix.dim):
             raise ValueError(f"queries: expected a C-contiguous float32 array of shape ({n_queries}, {matrix.dim})")
         if len(allowed) != n_queries or len(excluded) != n_queries:
@@ -214,14 +228,35 @@ class PrunedScanKernel:
 _NO_ROWS = np.empty(0, dtype=np.int64)
 
 
-def panels_of(sorted_vectors: np.ndarray) -> np.ndarray:
-    """The kernel's form of an ``[n, dim]`` matrix: ``[ceil(n / 64), dim, 64]`` float32, panel ``p`` holding rows
-    ``64 p ... 64 p + 63`` as columns (zero columns past ``n``), starting on a 64-byte boundary (a cache line: an
-    unaligned array made every load span two lines, and the scan 1.5 times slower)."""
+def half_relative_error(relative_error: float, dim: int, max_norm: float) -> float:
+    """The error bound of a score read from float16 panels, relative to ``|q| * max_norm`` like ``relative_error``
+    (float32 arithmetic's bound): each stored value is off by at most ``HALF_ROUNDING`` of itself, or
+    ``HALF_SUBNORMAL_ROUNDING`` below float16's normal range, so a score by at most ``HALF_ROUNDING |q| |v| +
+    HALF_SUBNORMAL_ROUNDING sqrt(dim) |q|`` (Cauchy-Schwarz), on top of the float32 sum's own error over the
+    rounded values (whose norm is ``1 + HALF_ROUNDING`` times at most)."""
+    subnormal = HALF_SUBNORMAL_ROUNDING * math.sqrt(dim) / max_norm if max_norm > 0 else 0.0
+    return relative_error * (1 + 2 * HALF_ROUNDING) + HALF_ROUNDING + subnormal
+
+
+def fits_half(vectors: np.ndarray) -> bool:
+    """Whether every value of ``vectors`` is finite in a float16 panel."""
+    return vectors.size == 0 or float(np.abs(vectors).max()) < HALF_LIMIT
+
+
+def panels_of(sorted_vectors: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+    """The kernel's form of an ``[n, dim]`` matrix: ``[ceil(n / 64), dim, 64]`` of ``dtype`` (float32, or float16
+    for a kernel whose :attr:`~PrunedScanKernel.panel_dtype` it is), panel ``p`` holding rows ``64 p ... 64 p + 63``
+    as columns (zero columns past ``n``), starting on a 64-byte boundary (a cache line: an unaligned array made every
+    load span two lines, and the scan 1.5 times slower)."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float16):
+        raise ValueError(f"panels hold float32 or float16, not {dtype}")
+    if dtype == np.float16 and not fits_half(sorted_vectors):
+        raise ValueError(f"values of {HALF_LIMIT:g} or more do not fit float16 panels")
     n, dim = sorted_vectors.shape
     count = -(-n // PANEL)
-    buffer = np.empty(count * dim * PANEL + 16, dtype=np.float32)
-    skip = (-buffer.ctypes.data % 64) // 4
+    buffer = np.empty(count * dim * PANEL + 64 // dtype.itemsize, dtype=dtype)
+    skip = (-buffer.ctypes.data % 64) // dtype.itemsize
     panels = buffer[skip : skip + count * dim * PANEL].reshape(count, dim, PANEL)
     padded = np.zeros((count * PANEL, dim), dtype=np.float32)
     padded[:n] = sorted_vectors

@@ -24,6 +24,9 @@
 
 #include <math.h>
 #include <stdint.h>
+#if defined(__F16C__) && !defined(FLOAT_PANELS)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +54,35 @@
 
 typedef float vec __attribute__((vector_size(WIDTH * sizeof(float)))); /* GCC/clang vectors */
 
+/* The panels hold half-precision floats where the CPU converts them in one instruction (F16C, with AVX): the scan
+ * reads the matrix from memory once per batch, and half the bytes is close to half the time. The caller learns the
+ * type from hybrec_panel_bytes and widens its error bound by the rounding (scan_kernel.HALF_ROUNDING). */
+#if defined(__F16C__) && !defined(FLOAT_PANELS)
+typedef uint16_t panel_t;
+static inline __attribute__((always_inline)) vec load_vec(const panel_t *p) {
+#if WIDTH == 16 && defined(__AVX512F__)
+  return (vec)_mm512_cvtph_ps(_mm256_load_si256((const __m256i *)p));
+#elif WIDTH == 8
+  return (vec)_mm256_cvtph_ps(_mm_load_si128((const __m128i *)p));
+#elif WIDTH == 4
+  return (vec)_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p));
+#else /* a width this target has no register for (measurements, tests): four at a time */
+  float wide[WIDTH];
+  for (int i = 0; i < WIDTH; i += 4) _mm_storeu_ps(wide + i, _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(p + i))));
+  vec v;
+  memcpy(&v, wide, sizeof v);
+  return v;
+#endif
+}
+#else
+typedef float panel_t;
+static inline __attribute__((always_inline)) vec load_vec(const panel_t *p) {
+  return *(const vec *)__builtin_assume_aligned(p, sizeof(vec));
+}
+#endif
+
+int hybrec_panel_bytes(void) { return (int)sizeof(panel_t); }
+
 typedef struct {
   const float *query;
   float *heap; /* min-heap of the k best scores so far */
@@ -71,22 +103,21 @@ typedef struct {
 
 /* Scores of `g` queries over one panel (64-byte aligned: see scan_kernel.panels_of), each panel vector loaded once
  * for all of them. `g` is a constant where this is inlined, so the accumulators are registers. */
-static inline __attribute__((always_inline)) void score_queries(const float *restrict panel, int64_t dim, int g,
+static inline __attribute__((always_inline)) void score_queries(const panel_t *restrict panel, int64_t dim, int g,
                                                                 const float *const *queries, float *const *out) {
-  const vec *rows = __builtin_assume_aligned(panel, 64);
   vec acc[GROUP][PER_ROW];
 #pragma GCC unroll 16
   for (int i = 0; i < g; i++)
 #pragma GCC unroll 16
     for (int j = 0; j < PER_ROW; j++) acc[i][j] = (vec){0};
   for (int64_t d = 0; d < dim; d++) {
-    const vec *row = rows + d * PER_ROW;
+    const panel_t *row = panel + d * PANEL;
     float x[GROUP];
 #pragma GCC unroll 16
     for (int i = 0; i < g; i++) x[i] = queries[i][d];
 #pragma GCC unroll 16
     for (int j = 0; j < PER_ROW; j++) {
-      const vec m = row[j];
+      const vec m = load_vec(row + j * WIDTH);
 #pragma GCC unroll 16
       for (int i = 0; i < g; i++) acc[i][j] += x[i] * m;
     }
@@ -94,19 +125,19 @@ static inline __attribute__((always_inline)) void score_queries(const float *res
   for (int i = 0; i < g; i++) memcpy(out[i], acc[i], sizeof acc[i]);
 }
 
-static void score_group(const float *restrict panel, int64_t dim, const float *const *queries, float *const *out) {
+static void score_group(const panel_t *restrict panel, int64_t dim, const float *const *queries, float *const *out) {
   score_queries(panel, dim, GROUP, queries, out);
 }
 
-static void score_one(const float *restrict panel, int64_t dim, const float *query, float *out) {
+static void score_one(const panel_t *restrict panel, int64_t dim, const float *query, float *out) {
   score_queries(panel, dim, 1, &query, &out);
 }
 
 /* Each active query's scores over the block of positions start ... start + length into its row of `scores`. */
-static void score_block(const float *panels, int64_t dim, int64_t start, int64_t length, const Query *state,
+static void score_block(const panel_t *panels, int64_t dim, int64_t start, int64_t length, const Query *state,
                         const int64_t *active, int64_t n_active, float *scores) {
   for (int64_t at = 0; at < length; at += PANEL) {
-    const float *panel = panels + (start + at) * dim;
+    const panel_t *panel = panels + (start + at) * dim;
     int64_t a = 0;
     for (; a + GROUP <= n_active; a += GROUP) {
       const float *queries[GROUP];
@@ -251,7 +282,7 @@ static int64_t rank(const Query *q, const float *vectors, int64_t dim, const int
 
 /* The top k[j] allowed rows of each query j, best first, into out_rows / out_scores ([n_queries, k_max]), their
  * number into out_count and the positions each query read into out_read. Returns 0, or -1 when memory ran out. */
-int hybrec_exact_search(const float *panels, const float *vectors, int64_t dim, int64_t n, const double *norms,
+int hybrec_exact_search(const void *panels, const float *vectors, int64_t dim, int64_t n, const double *norms,
                         const int64_t *order, const int64_t *position, double relative_error, const float *queries,
                         int64_t n_queries, const int64_t *k, const uint8_t *const *allowed,
                         const int64_t *excluded_start, const int64_t *excluded_rows, int64_t k_max,
