@@ -174,3 +174,27 @@ def test_a_lane_needs_one_whole_segment_parameter(client: TestClient) -> None:
     lane = _lane(client)
     with pytest.raises(ValueError, match="exactly one path parameter"):
         FastLane(client.app, lane.route, "item_id", lane.handler, lane.metrics, lane.default_middleware)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"n=10", b"n=1", b"n=999999", b"n=1000000", b"n=0", b"n=010", b"n=+5", b"n=-3", b"n=10&n=3", b"n= 10",
+     b"n=1e3", b"n=10&category=books", b"exclude_seen=false", b"n=10&exclude_seen=0", b"m=5"],
+)  # fmt: skip
+def test_query_strings_read_without_pydantic_read_as_pydantic_reads_them(raw: bytes) -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.requests import Request
+
+    from hybrec.api.params import query_model
+    from hybrec.api.routes.reco import RecommendationQuery, _recommendation_query
+
+    request = Request({"type": "http", "query_string": raw, "headers": []})
+    try:
+        expected = query_model(RecommendationQuery, request)
+    except RequestValidationError:
+        with pytest.raises(RequestValidationError):
+            _recommendation_query(request)
+        return
+    query, filters = _recommendation_query(request)
+    assert query == expected
+    assert filters == expected.to_filter() or (filters is None and expected.to_filter().is_empty)

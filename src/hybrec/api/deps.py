@@ -122,7 +122,8 @@ def check_read_key(request: Request) -> None:
     """:func:`require_read_key` called by a handler itself, for a route that declares no dependency: FastAPI's
     solving of this one cost a tenth of the recommendations endpoint's CPU. The route documents the requirement
     with ``openapi_extra={"security": READ_KEY_SECURITY}``."""
-    _check_read_key(request, request.headers.get(_read_key_header.model.name) or None)  # as APIKeyHeader reads it
+    if request.app.state.settings.api_keys_on_reads:  # else the headers need not even be parsed
+        _check_read_key(request, request.headers.get(_read_key_header.model.name) or None)  # as APIKeyHeader reads it
 
 
 def _check_read_key(request: Request, api_key: str | None) -> None:

@@ -89,10 +89,16 @@ class FastLane:
         self.metrics = metrics
         self.default_middleware = default_middleware
         self.served = 0  # requests answered here (tests and benchmarks read it)
+        self._default_stack: bool | None = None  # the middleware is fixed once the app serves: judged once
 
     def open(self) -> bool:
         """Whether the app's configuration lets the lane take requests now (see the module docstring)."""
-        if any(m.cls not in self.default_middleware for m in self.app.user_middleware):
+        default_stack = self._default_stack
+        if default_stack is None:
+            default_stack = all(m.cls in self.default_middleware for m in self.app.user_middleware)
+            if self.app.middleware_stack is not None:  # built: Starlette refuses middleware added from now on
+                self._default_stack = default_stack
+        if not default_stack:
             return False
         telemetry = getattr(self.app, "_native_telemetry", None)  # FastAPI >= 0.160's OpenTelemetry
         return telemetry is None or not telemetry.enabled()

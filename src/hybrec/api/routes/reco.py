@@ -6,6 +6,7 @@ of the serving layer become HTTP errors in ``hybrec.api.app`` (one mapping for e
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -161,6 +162,24 @@ def recommendation_json(user_id: str, result: Recommendations) -> bytes:
     return _RECOMMENDATION_JSON.dump_json(body)
 
 
+#: Query strings most requests send: only ``n``, as a plain integer (no sign, no leading zero, at most six digits).
+_ONLY_N = re.compile(rb"n=([1-9][0-9]{0,5})")
+_DEFAULTS = RecommendationQuery()
+
+
+def _recommendation_query(request: Request) -> tuple[RecommendationQuery, Filter | None]:
+    """The query and its filters; an empty query string, or one of just ``n=<integer>``, needs no validation (none
+    of it can be invalid but ``n``'s range, which :func:`check_n` judges) and filters nothing: 12 us less per
+    request than pydantic's model validation."""
+    raw: bytes = request.scope["query_string"]
+    if not raw:
+        return _DEFAULTS, None
+    if plain := _ONLY_N.fullmatch(raw):
+        return RecommendationQuery.model_construct(n=int(plain[1])), None
+    query = query_model(RecommendationQuery, request)
+    return query, query.to_filter()
+
+
 async def recommendation_body(request: Request) -> bytes:
     """The JSON of the top-``n`` items for a user, filters applied inside the search, seen items excluded by default.
 
@@ -170,9 +189,10 @@ async def recommendation_body(request: Request) -> bytes:
     is the same as a route's endpoint.
     """
     check_read_key(request)
-    user_id = path_value(PATH_ID, request, "user_id")
-    query = query_model(RecommendationQuery, request)
-    filters = query.to_filter()
+    user_id = request.path_params["user_id"]
+    if not 0 < len(user_id) <= MAX_ID_LENGTH:  # PATH_ID's rule, checked here; pydantic words the 422
+        user_id = path_value(PATH_ID, request, "user_id")
+    query, filters = _recommendation_query(request)
     n = check_n(query.n, request.app.state.settings)
     recommender = recommender_of(request)
     if recommender.answers_in_process:  # embedded: on the event loop, awaiting only the index search
