@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
 
     exact_batch_linger_ms: float = Field(
-        1.0,
+        2.0,
         ge=0,
         le=100,
         description="Exact index under concurrent load: how long its search thread may wait for up to 8 queries to "

@@ -24,7 +24,7 @@ def test_embedded_defaults(tmp_path: Path) -> None:
     index = make_vector_index(settings)
     assert isinstance(index, ExactVectorIndex)
     assert index.root == tmp_path / "index"
-    assert index.linger_s == 0.001  # HYBREC_EXACT_BATCH_LINGER_MS's default
+    assert index.linger_s == 0.002  # HYBREC_EXACT_BATCH_LINGER_MS's default
     quiet = make_vector_index(_settings(tmp_path, chroma_url=None, exact_batch_linger_ms=0))
     assert isinstance(quiet, ExactVectorIndex) and quiet.linger_s == 0
 
