@@ -1,9 +1,9 @@
 /* The exact index's search (hybrec.vectors.exact_search), fused: score, filter, keep, stop, rank, in one call.
  *
  * The matrix is sorted by row norm, largest first, and stored in panels of PANEL positions: panel p is a [dim, PANEL]
- * row-major block holding positions p * PANEL ... (p + 1) * PANEL - 1, so one panel is 16 KB of contiguous floats
- * (dim 64) and a query's scores over it are a sum of `dim` scaled runs of PANEL floats (vertical SIMD, no horizontal
- * sums). The last panel is padded with zero columns. The queries of a batch go through the matrix panel by panel, in
+ * row-major block holding positions p * PANEL ... (p + 1) * PANEL - 1, so one panel is 8 KB of contiguous halves or
+ * 16 KB of floats (dim 64; see panel_t below) and a query's scores over it are a sum of `dim` scaled runs of PANEL
+ * values (vertical SIMD, no horizontal sums). The last panel is padded with zero columns. The queries of a batch go through the matrix panel by panel, in
  * groups that share each load (GROUP below), so a panel comes from memory once per batch and from the L1 cache after
  * that.
  *
