@@ -239,8 +239,8 @@ def half_relative_error(relative_error: float, dim: int, max_norm: float) -> flo
 
 
 def fits_half(vectors: np.ndarray) -> bool:
-    """Whether every value of ``vectors`` is finite in a float16 panel."""
-    return vectors.size == 0 or float(np.abs(vectors).max()) < HALF_LIMIT
+    """Whether every value of ``vectors`` is finite in a float16 panel (no copy of the matrix: its extremes)."""
+    return vectors.size == 0 or (float(vectors.max()) < HALF_LIMIT and float(vectors.min()) > -HALF_LIMIT)
 
 
 def panels_of(sorted_vectors: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
