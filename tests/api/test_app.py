@@ -91,6 +91,22 @@ def test_store_down_is_a_503_naming_the_store(trained: Settings) -> None:
         assert ready.status_code == 503 and ready.json()["checks"]["store"]["ok"] is False
 
 
+def test_store_down_on_the_embedded_path_is_a_503_naming_the_store(trained: Settings, tmp_path: Path) -> None:
+    # Embedded backends answer on the event loop, and a trained user's seen items are read on the exact index's
+    # search thread: a store failure there is the same 503 as on the loop (a user who must be folded in).
+    recommender = Recommender(trained)
+    recommender.refresh(force=True)
+    recommender.settings = trained.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'gone' / 'db.sqlite'}"})
+    assert recommender.answers_in_process
+    with TestClient(create_app(trained, recommender=recommender)) as client:
+        for user in ("U00001", "never-seen"):
+            response = client.get(f"/v1/users/{user}/recommendations")
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"] == "the relational store is unavailable (OperationalError)"
+        unexcluded = client.get("/v1/users/U00001/recommendations", params={"exclude_seen": "false"})
+        assert unexcluded.status_code == 200 and unexcluded.json()["strategy"] == "trained"
+
+
 def test_train_on_demand(trained: Settings) -> None:
     with TestClient(create_app(trained)) as client:
         response = client.post("/v1/train")

@@ -96,7 +96,7 @@ def test_a_domain_error_and_an_unexpected_one_are_answered_by_the_apps_handlers(
         def fail(*_args: object, error: Exception = error, **_kwargs: object) -> None:
             raise error
 
-        monkeypatch.setattr(recommender, "_prepare", fail)
+        monkeypatch.setattr(recommender, "_current", fail)
         with caplog.at_level(logging.ERROR, logger="hybrec.api.app"):
             fast, slow = _both_ways(client, PATH.format("U00001"))
         _same(fast, slow)

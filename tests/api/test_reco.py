@@ -232,7 +232,7 @@ def test_internal_errors_carry_no_stack_trace(client: TestClient, monkeypatch: p
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internals at /srv/hybrec")
 
-    monkeypatch.setattr(recommender, "_prepare", explode)  # the first step of both the sync and the async path
+    monkeypatch.setattr(recommender, "_current", explode)  # the first step of both the sync and the async path
     response = client.get("/v1/users/u1/recommendations")
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}

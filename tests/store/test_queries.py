@@ -9,6 +9,7 @@ import pytest
 
 from hybrec.data.records import ErrorCollector, InteractionRecord, ItemRecord, SourceData, UserRecord
 from hybrec.ingest import ingest
+from hybrec.store import queries
 from hybrec.store.engine import session_scope
 from hybrec.store.queries import (
     UnknownItemsError,
@@ -17,7 +18,9 @@ from hybrec.store.queries import (
     item_metadata,
     items_by_external_ids,
     load_interaction_arrays,
+    seen_items_by_url,
     store_counts,
+    user_events_by_url,
     user_interactions,
 )
 
@@ -77,8 +80,9 @@ def test_insert_interactions_returns_only_new_ones(shop: str) -> None:
 
 def test_insert_interactions_with_an_unknown_item_inserts_nothing(shop: str) -> None:
     with session_scope(shop) as session, pytest.raises(UnknownItemsError, match="nope"):
-        insert_interactions(session, [InteractionRecord("u1", "a", "view", T0), InteractionRecord("u1", "nope",
-                                                                                                  "view", T0)])
+        insert_interactions(
+            session, [InteractionRecord("u1", "a", "view", T0), InteractionRecord("u1", "nope", "view", T0)]
+        )
     with session_scope(shop) as session:
         assert store_counts(session)["interactions"] == 3
 
@@ -91,3 +95,21 @@ def test_user_interactions_oldest_first(shop: str) -> None:
     assert [(r.item_id, r.kind) for r in rows] == [("a", "rating"), ("b", "purchase")]
     assert rows[0].ts == T0 and rows[1].weight == 5.0
     assert [r.item_id for r in latest] == ["b"]
+
+
+def test_seen_items_of_a_batch_of_users_in_one_read(shop: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The exact index's search thread reads a batch's exclusions with this: per user, in the order asked (repeats
+    # and unknown users included), the same items as the serving read of one user's events.
+    odd = "quote' \"comma, [bracket] \\ \u00e9 \U0001f600"  # ids travel through a JSON array in SQL
+    ingest(
+        SourceData("more", [], [ItemRecord(odd, "Odd")], [InteractionRecord("u2", odd, "view", T0)]),
+        shop,
+        ErrorCollector(),
+        progress=False,
+    )
+    asked = ["u2", "nobody", "u1", "u2"]
+    assert seen_items_by_url(shop, asked) == [{"a", odd}, set(), {"a", "b"}, {"a", odd}]
+    assert [{e.item_id for e in user_events_by_url(shop, u)} for u in asked] == seen_items_by_url(shop, asked)
+    assert seen_items_by_url(shop, []) == []
+    monkeypatch.setattr(queries, "_IN_CHUNK", 2)  # more users than one statement takes: several statements
+    assert seen_items_by_url(shop, asked) == [{"a", odd}, set(), {"a", "b"}, {"a", odd}]

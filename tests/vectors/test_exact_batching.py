@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from hybrec.vectors import exact_batcher, exact_search
+from hybrec.vectors.base import DeferredIds, read_deferred, read_now
 from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
 from hybrec.vectors.exact_index import ExactVectorIndex
 from hybrec.vectors.exact_search import MaskCache, plan_query
@@ -115,6 +116,87 @@ def test_queries_awaited_on_an_event_loop_are_batched_and_equal_the_unbatched_an
     coalescer = batched._coalescer
     assert coalescer is not None and 0 < coalescer.batches < coalescer.requests  # several requests per batch
     batched.close()
+
+
+class SeenReader:
+    """A :class:`DeferredIds` reader standing in for the store: each key's ids from a table, and a record of which
+    thread read which keys."""
+
+    def __init__(self, table: dict[str, frozenset[str] | None], fail: Exception | None = None) -> None:
+        self.table = table
+        self.fail = fail
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def __call__(self, keys: Sequence[str]) -> list[frozenset[str]]:
+        self.calls.append((threading.current_thread().name, list(keys)))
+        if self.fail is not None:
+            raise self.fail
+        return [self.table[key] or frozenset() for key in keys]
+
+
+def test_deferred_exclusions_are_read_on_the_search_thread_a_batch_at_a_time(scan: str) -> None:
+    # The embedded server's seen items: read where the batch is scanned, one call for the batch, and the answers are
+    # those of the same exclusions given as sets.
+    batched, direct = ExactVectorIndex(), ExactVectorIndex(coalesce=False)
+    vectors = _fill(batched)
+    _fill(direct)
+    reader = SeenReader({f"user{job}": QUERIES[job % len(QUERIES)][2] for job in range(200)})
+
+    async def ask(job: int) -> list[tuple[str, float, dict]]:
+        n, where, _ = QUERIES[job % len(QUERIES)]
+        query = vectors[job % 500] * (1 + job % 3)
+        hits = (await batched.query_async("items", query, n, where, DeferredIds(f"user{job}", reader)))[0]
+        return [(h.id, h.score, h.metadata) for h in hits]
+
+    async def ask_all() -> list[list[tuple[str, float, dict]]]:
+        return list(await asyncio.gather(*(ask(job) for job in range(200))))
+
+    assert asyncio.run(ask_all()) == [_ask(direct, vectors, job) for job in range(200)]
+    coalescer = batched._coalescer
+    assert coalescer is not None
+    on_thread = [keys for thread, keys in reader.calls if thread.startswith("exact-index")]
+    on_loop = [keys for thread, keys in reader.calls if not thread.startswith("exact-index")]
+    assert sum(map(len, on_thread)) == coalescer.requests  # every coalesced query's ids were read by its batch
+    assert len(on_thread) <= coalescer.batches < coalescer.requests  # at most one read per batch
+    # The selective filters' queries are computed on the caller's thread, which reads their ids itself.
+    assert on_loop and all(len(keys) == 1 for keys in on_loop)
+    assert sum(len(keys) for _, keys in reader.calls) == 200 - 200 // len(QUERIES)  # no read where no row matches
+    batched.close()
+
+
+def test_a_failed_deferred_read_fails_only_the_searches_that_needed_it() -> None:
+    index = ExactVectorIndex()
+    vectors = _fill(index)
+    good = SeenReader({"u": frozenset({"i1"})})
+    bad = SeenReader({}, fail=ConnectionError("the store is down"))
+
+    async def ask_all() -> list[object]:
+        asks = [
+            index.query_async("items", vectors[k], 5, exclude_ids=DeferredIds("u", good if k % 2 else bad))
+            for k in range(40)
+        ]
+        return list(await asyncio.gather(*asks, return_exceptions=True))
+
+    results = asyncio.run(ask_all())
+    assert all(isinstance(r, ConnectionError) for r in results[0::2])
+    assert all(isinstance(r, list) and len(r[0]) == 5 for r in results[1::2])
+    # A query computed on the caller's thread raises the reader's error there.
+    with pytest.raises(ConnectionError, match="down"):
+        index.query("items", vectors[0], 5, where=Filter(category="rare"), exclude_ids=DeferredIds("u", bad))
+    index.close()
+
+
+def test_read_deferred_calls_each_reader_once_in_order_of_the_keys() -> None:
+    first, second = SeenReader({"a": frozenset({"x"}), "b": None}), SeenReader({"c": frozenset({"y"})})
+    broken = SeenReader({}, fail=KeyError("gone"))
+    asked = [DeferredIds("a", first), DeferredIds("c", second), DeferredIds("z", broken), DeferredIds("b", first)]
+    got = read_deferred(asked)
+    assert got[:2] == [frozenset({"x"}), frozenset({"y"})] and got[3] == frozenset()
+    assert isinstance(got[2], KeyError)
+    assert [keys for _, keys in first.calls] == [["a", "b"]] and len(second.calls) == len(broken.calls) == 1
+    assert (
+        read_now(DeferredIds("c", second)) == frozenset({"y"}) and read_now({"q"}) == {"q"} and read_now(None) is None
+    )
 
 
 def test_a_multi_row_query_equals_its_rows_asked_one_by_one(scan: str) -> None:

@@ -7,6 +7,8 @@ inside the store.
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,7 +17,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import Connection, Engine, Insert, PoolProxiedConnection, bindparam, func, select
+from sqlalchemy import Connection, Engine, Insert, PoolProxiedConnection, Select, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -252,8 +254,6 @@ _USER_EVENTS = (
     .where(User.external_id == bindparam("user_id"))
     .order_by(Interaction.ts, Interaction.id)
 )
-#: ``_USER_EVENTS`` compiled for each database URL's dialect: (SQL text in the driver's paramstyle, positional).
-_USER_EVENTS_SQL: dict[str, tuple[str, bool]] = {}
 
 
 def user_events_by_url(database_url: str, user_external_id: str, *, keep_connection: bool = False) -> list[UserEvent]:
@@ -269,13 +269,72 @@ def user_events_by_url(database_url: str, user_external_id: str, *, keep_connect
     SQLite store, measured in a loop of reads). For a thread that reads on every request, such as the event loop of
     an embedded server: a thread pool's threads would each hold one.
     """
+    params = {"user_id": user_external_id}
+    rows = _raw_rows(database_url, "events", _USER_EVENTS, params, keep_connection=keep_connection)
+    return [UserEvent(*row) for row in rows]
+
+
+def seen_items_by_url(database_url: str, user_external_ids: Sequence[str]) -> list[set[str]]:
+    """The ids of the items each user interacted with, in the order of ``user_external_ids`` (empty for an unknown
+    user): a batch of recommendations' seen-item exclusions in one statement.
+
+    The exact index's search thread reads them for the whole batch it is about to scan
+    (:class:`~hybrec.vectors.base.DeferredIds`), one pool checkout and one statement for up to ``_IN_CHUNK`` users,
+    run like :func:`user_events_by_url` (raw DBAPI cursor, driver errors raised as SQLAlchemy's). One row per user,
+    its items as a JSON array: SQLite's module releases the GIL around every row it steps to, and a search thread
+    that takes the GIL back once per row waits for the event loop each time (a batch's read took 0.54 ms with a row
+    per item, under the benchmark's load, against 0.06 ms unloaded).
+    """
+    users = list(dict.fromkeys(user_external_ids))
+    seen: dict[str, set[str]] = {user: set() for user in users}
+    dialect = get_engine(database_url).dialect.name
+    for start in range(0, len(users), _IN_CHUNK):
+        chunk = users[start : start + _IN_CHUNK]
+        params = {f"user_{i}": user for i, user in enumerate(chunk)}
+        statement = _seen_items_statement(dialect, len(chunk))
+        for user, items in _raw_rows(database_url, f"seen-{len(chunk)}", statement, params):
+            seen[user].update(items if isinstance(items, list) else json.loads(items))
+    return [seen[user] for user in user_external_ids]
+
+
+@functools.lru_cache(maxsize=64)  # building a statement costs more than running this one
+def _seen_items_statement(dialect: str, size: int) -> Select[str, Any]:
+    """One row per user among ``size`` bound user ids: the external id, and a JSON array of its items' ids (the
+    drivers return SQLite's as text, PostgreSQL's as a list)."""
+    items = func.json_agg(Item.external_id) if dialect == "postgresql" else func.json_group_array(Item.external_id)
+    return (
+        select(User.external_id, items)
+        .join(Interaction, Interaction.item_id == Item.id)
+        .join(User, Interaction.user_id == User.id)
+        .where(User.external_id.in_([bindparam(f"user_{i}") for i in range(size)]))
+        .group_by(User.id)
+    )
+
+
+#: Raw reads compiled for each database URL's dialect, by (URL, statement key): the SQL text in the driver's
+#: paramstyle, and the bound parameters' names in their order when that paramstyle is positional (else None).
+_RAW_SQL: dict[tuple[str, str], tuple[str, tuple[str, ...] | None]] = {}
+
+
+def _raw_rows(
+    database_url: str,
+    key: str,
+    statement: Select[*tuple[Any, ...]],
+    values: dict[str, str],
+    *,
+    keep_connection: bool = False,
+) -> Sequence[Any]:
+    """Run ``statement`` with its bound parameters set to ``values`` on a pooled DBAPI connection and cursor; the
+    rows as the driver returns them. ``key`` names the statement in the cache of compiled texts: a statement built
+    per call is compiled once per key."""
     engine = get_engine(database_url)
-    compiled = _USER_EVENTS_SQL.get(database_url)
+    compiled = _RAW_SQL.get((database_url, key))
     if compiled is None:
-        statement = _USER_EVENTS.compile(dialect=engine.dialect)
-        compiled = _USER_EVENTS_SQL[database_url] = (str(statement), bool(statement.positional))
-    sql, positional = compiled
-    params: Any = (user_external_id,) if positional else {"user_id": user_external_id}
+        text = statement.compile(dialect=engine.dialect)
+        order = tuple(text.positiontup or ()) if text.positional else None
+        compiled = _RAW_SQL[(database_url, key)] = (str(text), order)
+    sql, order = compiled
+    params: Any = values if order is None else tuple(values[name] for name in order)
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
         connection = _kept_connection(engine) if keep_connection else engine.raw_connection()  # a pool checkout
@@ -300,7 +359,7 @@ def user_events_by_url(database_url: str, user_external_id: str, *, keep_connect
         elif failed:  # a kept connection that failed goes back too; the next call takes a fresh one
             _KEPT.connections.pop(engine, None)
             connection.close()
-    return [UserEvent(*row) for row in rows]
+    return rows
 
 
 class _Kept(threading.local):

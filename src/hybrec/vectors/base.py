@@ -18,9 +18,9 @@ import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
@@ -84,6 +84,69 @@ class Hit:
     id: str
     score: float
     metadata: Metadata = field(default_factory=dict)
+
+
+IdSet: TypeAlias = set[str] | frozenset[str]
+
+
+class DeferredIds:
+    """Ids to exclude from a search, read only where the search runs: :meth:`VectorIndex.query_async` takes them.
+
+    The items a user has seen, read from the store, for instance. The exact index reads them on its search thread,
+    for a whole batch of queries at once, so the event loop that awaits the search does not run the read: on the
+    benchmark's embedded server (``bench/reco_api.py``) the read was about a quarter of the loop's CPU per request.
+
+    Parameters
+    ----------
+    key : str
+        Whose ids (a user id).
+    read_many : callable
+        ``read_many(keys)`` returns the ids of each key, in order. Deferred ids that share one ``read_many`` are read
+        in one call (:func:`read_deferred`); an exception it raises fails the searches that needed those keys.
+    """
+
+    __slots__ = ("key", "read_many")
+
+    def __init__(self, key: str, read_many: Callable[[Sequence[str]], Sequence[IdSet]]) -> None:
+        self.key = key
+        self.read_many = read_many
+
+    def read(self) -> IdSet:
+        """The ids, read now."""
+        return self.read_many([self.key])[0]
+
+    def __repr__(self) -> str:
+        return f"DeferredIds({self.key!r})"
+
+
+#: What a search may be told to leave out: ids, ids to read where it runs, or nothing.
+Exclusion: TypeAlias = IdSet | DeferredIds | None
+
+
+def read_now(exclude: Exclusion) -> IdSet | None:
+    """``exclude`` as ids: deferred ones are read on the calling thread."""
+    return exclude.read() if isinstance(exclude, DeferredIds) else exclude
+
+
+def read_deferred(deferred: Sequence[DeferredIds]) -> list[IdSet | BaseException]:
+    """The ids of each of ``deferred``, in order, with one call of each distinct ``read_many``; where that call
+    raised, its exception in place of the ids (for the caller to raise for those searches only)."""
+    out: list[IdSet | BaseException] = [frozenset()] * len(deferred)
+    groups: dict[Callable[[Sequence[str]], Sequence[IdSet]], list[int]] = {}
+    for i, d in enumerate(deferred):
+        groups.setdefault(d.read_many, []).append(i)
+    for read_many, members in groups.items():
+        try:
+            found = read_many([deferred[i].key for i in members])
+            if len(found) != len(members):
+                raise RuntimeError(f"{read_many!r} returned {len(found)} id sets for {len(members)} keys")
+        except Exception as exc:
+            for i in members:
+                out[i] = exc
+            continue
+        for i, ids in zip(members, found, strict=True):
+            out[i] = ids
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,16 +461,21 @@ class VectorIndex(ABC):
         vectors: np.ndarray,
         n: int,
         where: Filter | None = None,
-        exclude_ids: set[str] | frozenset[str] | None = None,
+        exclude_ids: Exclusion = None,
         *,
         with_metadata: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`query` for a caller on an event loop, which keeps serving while the search runs.
 
-        By default :meth:`query` runs in a worker thread; an in-process index may do better (the exact index hands
-        a one-row query to its coalescing thread and awaits the batch).
+        By default :meth:`query` runs in a worker thread, which reads ``exclude_ids`` first when they are
+        :class:`DeferredIds`; an in-process index may do better (the exact index hands a one-row query to its
+        coalescing thread and awaits the batch, deferred ids read there with the batch's others).
         """
-        return await asyncio.to_thread(self.query, name, vectors, n, where, exclude_ids, with_metadata=with_metadata)
+
+        def run() -> list[list[Hit]]:
+            return self.query(name, vectors, n, where, read_now(exclude_ids), with_metadata=with_metadata)
+
+        return await asyncio.to_thread(run)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (no-op by default)."""

@@ -39,7 +39,10 @@ import numpy as np
 from hybrec.vectors.base import (
     CollectionInfo,
     CollectionNotFound,
+    DeferredIds,
+    Exclusion,
     Hit,
+    IdSet,
     Metadata,
     Metric,
     UnknownIds,
@@ -48,6 +51,7 @@ from hybrec.vectors.base import (
     prepare_queries,
     prepare_upsert,
     public_metadata,
+    read_now,
     validate_collection_name,
     validate_dim,
     validate_ids,
@@ -55,7 +59,16 @@ from hybrec.vectors.base import (
     validate_n,
 )
 from hybrec.vectors.exact_batcher import Coalescer, CoalescerClosed
-from hybrec.vectors.exact_search import Plan, Request, Snapshot, hits, plan_query, search, search_batch
+from hybrec.vectors.exact_search import (
+    DeferredRequest,
+    Plan,
+    Request,
+    Snapshot,
+    hits,
+    plan_query,
+    search,
+    search_batch,
+)
 from hybrec.vectors.filters import Filter
 
 #: One query's answer from the search thread: its rows and their scores, best first.
@@ -93,7 +106,7 @@ class ExactVectorIndex(VectorIndex):
         self._lock = threading.RLock()
         self.coalesce = coalesce
         self.linger_s = linger_s
-        self._coalescer: Coalescer[tuple[Snapshot, Request], Found] | None = None
+        self._coalescer: Coalescer[tuple[Snapshot, Request | DeferredRequest], Found] | None = None
 
     def __repr__(self) -> str:
         return f"ExactVectorIndex(root={str(self.root) if self.root else None!r})"
@@ -285,13 +298,14 @@ class ExactVectorIndex(VectorIndex):
         vectors: np.ndarray,
         n: int,
         where: Filter | None = None,
-        exclude_ids: set[str] | frozenset[str] | None = None,
+        exclude_ids: Exclusion = None,
         *,
         with_metadata: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`query` from an event loop: a one-row query joins the coalescing thread's next batch and is awaited,
         so the loop takes more requests (which join the same batch) while the matrix is read; the few-candidate
-        queries of a selective filter, and multi-row ones, are computed on the loop."""
+        queries of a selective filter, and multi-row ones, are computed on the loop. :class:`DeferredIds` are read
+        on the coalescing thread, for the whole batch at once (on the loop where the query is computed there)."""
         started = self._start(name, vectors, n, where, exclude_ids, with_metadata, on_loop=True)
         if isinstance(started, list):
             return started
@@ -305,23 +319,34 @@ class ExactVectorIndex(VectorIndex):
         vectors: np.ndarray,
         n: int,
         where: Filter | None,
-        exclude_ids: set[str] | frozenset[str] | None,
+        exclude_ids: Exclusion,
         with_metadata: bool,
         *,
         on_loop: bool,
     ) -> list[list[Hit]] | tuple[Snapshot, Future[Found] | asyncio.Future[Found]]:
         """The answer computed on this thread, or, for a one-row scan, its snapshot and the future of its rows and
         scores from the coalescing thread's next batch (a future of the running loop when ``on_loop``)."""
-        col, queries, k, plan = self._plan(name, vectors, n, where, exclude_ids)
+        deferred = exclude_ids if isinstance(exclude_ids, DeferredIds) else None
+        col, queries, k, plan = self._plan(
+            name, vectors, n, where, None if deferred is not None else read_now(exclude_ids)
+        )
         if k == 0:
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[0] == 1 and plan.candidates is None and self.coalesce:
-            request = (col, Request(queries[0], k, plan))
+            # With deferred exclusions, the plan is made on the search thread once they are read; leaving rows out
+            # of a scan's plan leaves it a scan (top_rows ranks a plan that came down to a few candidates too).
+            request = (
+                col,
+                Request(queries[0], k, plan) if deferred is None else DeferredRequest(queries[0], k, where, deferred),
+            )
             try:
                 batcher = self._batcher()
                 return col, batcher.submit_async(request) if on_loop else batcher.submit(request)
             except CoalescerClosed:  # closed while this query came in: answer it here
                 pass
+        if deferred is not None:  # computed here: its ids are read here
+            plan = plan_query(col, where, deferred.read())
+            k = min(k, plan.allowed)
         return search(col, queries, k, plan, with_metadata)
 
     def _plan(
@@ -330,7 +355,7 @@ class ExactVectorIndex(VectorIndex):
         vectors: np.ndarray,
         n: int,
         where: Filter | None,
-        exclude_ids: set[str] | frozenset[str] | None,
+        exclude_ids: IdSet | None,
     ) -> tuple[Snapshot, np.ndarray, int, Plan]:
         """The snapshot, the query rows, how many hits each gets, and which rows they may be."""
         n = validate_n(n)
@@ -339,7 +364,7 @@ class ExactVectorIndex(VectorIndex):
         plan = plan_query(col, where, exclude_ids)
         return col, queries, min(n, plan.allowed), plan
 
-    def _batcher(self) -> Coalescer[tuple[Snapshot, Request], Found]:
+    def _batcher(self) -> Coalescer[tuple[Snapshot, Request | DeferredRequest], Found]:
         coalescer = self._coalescer
         if coalescer is None:
             with self._lock:

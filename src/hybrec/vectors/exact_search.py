@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hybrec.vectors.base import CollectionInfo, Hit, Metadata, public_metadata
+from hybrec.vectors.base import CollectionInfo, DeferredIds, Hit, IdSet, Metadata, public_metadata, read_deferred
 from hybrec.vectors.filters import BRAND_NORM_KEY, CATEGORY_KEY, PRICE_KEY, RATING_KEY, Filter
 from hybrec.vectors.scan_kernel import KernelMatrix, fits_half, panels_of, pruned_scan_kernel
 
@@ -360,7 +360,7 @@ def _filter_rows(col: Snapshot, where: Filter) -> np.ndarray:
     return mask
 
 
-def plan_query(col: Snapshot, where: Filter | None, exclude_ids: set[str] | frozenset[str] | None) -> Plan:
+def plan_query(col: Snapshot, where: Filter | None, exclude_ids: IdSet | None) -> Plan:
     size = len(col.ids)
     mask: FilterMask | None = None
     if where is not None:
@@ -634,18 +634,55 @@ def search(col: Snapshot, queries: np.ndarray, k: int, plan: Plan, with_metadata
     return [_hits(col, *found, with_metadata) for found in top_rows(col, [Request(q, k, plan) for q in queries])]
 
 
-def search_batch(requests: Sequence[tuple[Snapshot, Request]]) -> list[tuple[np.ndarray, np.ndarray]]:
+@dataclass(frozen=True, slots=True)
+class DeferredRequest:
+    """A query whose exclusions are read on the search thread, with its batch's (:class:`DeferredIds`): planned
+    there, once they are known."""
+
+    query: np.ndarray  # [dim] float32
+    n: int  # hits wanted (validated); fewer when fewer rows are allowed
+    where: Filter | None
+    exclude: DeferredIds
+
+    def planned(self, col: Snapshot, exclude: IdSet) -> Request:
+        plan = plan_query(col, self.where, exclude)
+        return Request(self.query, min(self.n, plan.allowed), plan)
+
+
+def search_batch(
+    requests: Sequence[tuple[Snapshot, Request | DeferredRequest]],
+) -> list[tuple[np.ndarray, np.ndarray] | BaseException]:
     """The coalescer's work: each request's top rows and scores, one pruned scan per snapshot in the batch.
 
-    The matrix products release the GIL; the bookkeeping between them is a few numpy calls per query and chunk.
+    The deferred exclusions of the batch are read first, one call per reader (:func:`read_deferred`): a request
+    whose read failed gets that exception. The matrix products release the GIL; the bookkeeping between them is a
+    few numpy calls per query and chunk.
     """
-    results: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0, np.int64), np.empty(0, np.float32))] * len(requests)
-    groups: dict[int, list[int]] = {}
-    for i, (col, _) in enumerate(requests):
-        groups.setdefault(id(col), []).append(i)
-    for members in groups.values():
-        col = requests[members[0]][0]
-        for i, found in zip(members, top_rows(col, [requests[i][1] for i in members]), strict=True):
+    results: list[tuple[np.ndarray, np.ndarray] | BaseException] = [
+        (np.empty(0, np.int64), np.empty(0, np.float32))
+    ] * len(requests)
+    scans: dict[int, tuple[Snapshot, list[int], list[Request]]] = {}  # by snapshot: positions and requests
+
+    def scan(i: int, col: Snapshot, request: Request) -> None:
+        _, positions, batch = scans.setdefault(id(col), (col, [], []))
+        positions.append(i)
+        batch.append(request)
+
+    deferred: list[tuple[int, Snapshot, DeferredRequest]] = []
+    for i, (col, request) in enumerate(requests):
+        if isinstance(request, DeferredRequest):
+            deferred.append((i, col, request))
+        else:
+            scan(i, col, request)
+    if deferred:
+        exclusions = read_deferred([request.exclude for _, _, request in deferred])
+        for (i, col, request), exclude in zip(deferred, exclusions, strict=True):
+            if isinstance(exclude, BaseException):
+                results[i] = exclude
+            else:
+                scan(i, col, request.planned(col, exclude))
+    for col, positions, batch in scans.values():
+        for i, found in zip(positions, top_rows(col, batch), strict=True):
             results[i] = found
     return results
 
