@@ -18,6 +18,12 @@ coroutine, answered on the event loop) as the ceiling. Prints one JSON object pe
 
 plus ``recall_at_10_vs_exact`` for Chroma (top-10 of 200 user vectors, Chroma against exact).
 
+``--concurrency 16,64`` measures both endpoints at each level (``by_concurrency``: rps, p99, the ceiling and the share
+at that level); the top-level figures are the first level's. The levels answer different questions: a closed loop of
+16 requests measures latency-bound throughput, and the exact index's server spends part of it idle there (its event
+loop waits while every request in flight is in the search thread's batch, and the search thread waits while the loop
+answers them), so only more requests in flight measure the most it can serve.
+
 ``--workers N`` runs ``hybrec serve reco --workers N`` (uvicorn worker processes; it needs a shared user-vector cache,
 so the bench points them at ``--redis-url``, a Redis database whose hybrec ``default`` namespace it clears first).
 
@@ -280,17 +286,24 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
             time.sleep(0.5)
         drive = load_wrk if args.load_generator == "wrk" else load
 
-        def measured(template: str, n_ids: int) -> tuple[dict[str, Any], float | None, tuple[float, ...]]:
-            drive(base, template, n_ids, 2.0, args.concurrency, warmup=0)  # warm-up, not counted
+        def measured(
+            template: str, n_ids: int, concurrency: int
+        ) -> tuple[dict[str, Any], float | None, tuple[float, ...]]:
+            drive(base, template, n_ids, 2.0, concurrency, warmup=0)  # warm-up, not counted
             cpu_before = server_cpu_s(server.pid)
-            result = drive(base, template, n_ids, args.duration, args.concurrency, warmup=0)
+            result = drive(base, template, n_ids, args.duration, concurrency, warmup=0)
             load_avg = os.getloadavg()
             cpu = 1000 * (server_cpu_s(server.pid) - cpu_before) / result["requests"] if result["requests"] else None
             return result, None if cpu is None else round(cpu, 3), load_avg
 
-        reco, reco_cpu, reco_load_avg = measured("/v1/users/u{}/recommendations?n=10", n_users)
+        first, *more = args.concurrency
+        reco, reco_cpu, reco_load_avg = measured("/v1/users/u{}/recommendations?n=10", n_users, first)
         server_side = server_means(httpx.get(f"{base}/metrics", timeout=30).text)
-        ceiling, ceiling_cpu, ceiling_load_avg = measured("/health", 1)
+        ceiling, ceiling_cpu, ceiling_load_avg = measured("/health", 1, first)
+        levels = [_level(first, reco, reco_cpu, ceiling)]
+        for concurrency in more:
+            at_level, at_level_cpu, _ = measured("/v1/users/u{}/recommendations?n=10", n_users, concurrency)
+            levels.append(_level(concurrency, at_level, at_level_cpu, measured("/health", 1, concurrency)[0]))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -311,6 +324,20 @@ def serve_and_measure(env: dict[str, str], workdir: Path, n_users: int, args: ar
         "load_avg": [round(x, 2) for x in reco_load_avg],
         "ceiling_load_avg": [round(x, 2) for x in ceiling_load_avg],
         "server_mean_ms": server_side,
+        "by_concurrency": levels,
+    }
+
+
+def _level(concurrency: int, reco: dict[str, Any], cpu: float | None, ceiling: dict[str, Any]) -> dict[str, Any]:
+    """The recommendation endpoint and the ceiling measured at one ``concurrency`` (``--concurrency`` lists several)."""
+    return {
+        "concurrency": concurrency,
+        "rps": round(reco["rps"], 1),
+        "p99_ms": round(reco["p99_ms"], 2) if reco["p99_ms"] is not None else None,
+        "ceiling_rps": round(ceiling["rps"], 1),
+        "share_of_ceiling": round(reco["rps"] / ceiling["rps"], 3) if ceiling["rps"] else None,
+        "cpu_ms_per_request": cpu,
+        "errors": reco["errors"] + ceiling["errors"],
     }
 
 
@@ -352,6 +379,16 @@ def server_means(metrics_text: str) -> dict[str, float]:
     return {name: round(1000 * sums[name] / counts[name], 3) for name in sums if counts.get(name)}
 
 
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"expected at least one level, each 1 or more, got {text!r}")
+    return levels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="Print one JSON list of per-backend results.")
@@ -360,7 +397,13 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=5)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--duration", type=float, default=15.0, help="Measured seconds per endpoint.")
-    parser.add_argument("--concurrency", type=int, default=16, help="Requests in flight.")
+    parser.add_argument(
+        "--concurrency",
+        type=_levels,
+        default=[16],
+        help="Requests in flight; a comma-separated list (16,64) measures both endpoints at each level, the first "
+        "one giving the top-level figures and every one an entry of by_concurrency.",
+    )
     parser.add_argument("--backends", default="exact,chroma")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -434,7 +477,7 @@ def main() -> None:
         "items": args.items,
         "users": args.users,
         "factors": args.factors,
-        "concurrency": args.concurrency,
+        "concurrency": args.concurrency[0],
         "duration_s": args.duration,
         "cpus": os.cpu_count(),
     }
