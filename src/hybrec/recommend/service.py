@@ -275,8 +275,10 @@ class Recommender:
         The seen items to exclude are read where the search runs (:class:`~hybrec.vectors.base.DeferredIds`): the
         exact index reads a whole batch's in one statement on its search thread, where SQLite's work runs beside the
         loop instead of on it. On the benchmark's server (``bench/reco_api.py``, 2-core EPYC with AVX-512) the loop's
-        CPU per request fell from 0.125 to 0.085-0.100 ms, and the whole server's from 0.166 to 0.145. The store is
-        read on the loop only for a user whose vector must be folded in, and then once, for both.
+        CPU per request fell from 0.125 to 0.085-0.100 ms, and the whole server's by 5-10% (interleaved runs). Its
+        requests per second did not rise with 16 in flight: there the batch holds every request, so the read only
+        moved from the loop's turn to the search thread's. The store is read on the loop only for a user whose
+        vector must be folded in, and then once, for both.
         """
         if self._reload_due():
             await asyncio.to_thread(self.refresh)
