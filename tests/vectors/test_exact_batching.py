@@ -113,9 +113,20 @@ def test_queries_awaited_on_an_event_loop_are_batched_and_equal_the_unbatched_an
         return list(await asyncio.gather(*(ask(job) for job in jobs)))
 
     assert asyncio.run(ask_all()) == [_ask(direct, vectors, job) for job in jobs]
-    coalescer = batched._coalescer
-    assert coalescer is not None and 0 < coalescer.batches < coalescer.requests  # several requests per batch
+    batches, requests = _batching(batched)
+    assert 0 < batches < requests  # several requests per batch
     batched.close()
+
+
+def _batching(index: ExactVectorIndex) -> tuple[int, int]:
+    """The batches an event loop's searches ran in, and the requests they held: the scan worker's with the compiled
+    kernel (hybrec.vectors.scan_worker), the coalescing thread's with the numpy scan."""
+    if exact_search.use_kernel:
+        batchers = list(index._loop_batchers.values())
+        return sum(b.jobs for b in batchers), sum(b.queries for b in batchers)
+    coalescer = index._coalescer
+    assert coalescer is not None
+    return coalescer.batches, coalescer.requests
 
 
 class SeenReader:
@@ -134,9 +145,9 @@ class SeenReader:
         return [self.table[key] or frozenset() for key in keys]
 
 
-def test_deferred_exclusions_are_read_on_the_search_thread_a_batch_at_a_time(scan: str) -> None:
-    # The embedded server's seen items: read where the batch is scanned, one call for the batch, and the answers are
-    # those of the same exclusions given as sets.
+def test_deferred_exclusions_are_read_a_batch_at_a_time(scan: str) -> None:
+    # The embedded server's seen items: read once per batch (on the search thread with the numpy scan, on the loop
+    # before the batch goes to the kernel's worker), and the answers are those of the same exclusions given as sets.
     batched, direct = ExactVectorIndex(), ExactVectorIndex(coalesce=False)
     vectors = _fill(batched)
     _fill(direct)
@@ -152,6 +163,13 @@ def test_deferred_exclusions_are_read_on_the_search_thread_a_batch_at_a_time(sca
         return list(await asyncio.gather(*(ask(job) for job in range(200))))
 
     assert asyncio.run(ask_all()) == [_ask(direct, vectors, job) for job in range(200)]
+    assert sum(len(keys) for _, keys in reader.calls) == 200 - 200 // len(QUERIES)  # no read where no row matches
+    if scan == "kernel":  # all on the loop: one read per batch, and one per selective query (answered on the loop)
+        batches, requests = _batching(batched)
+        assert {thread for thread, _ in reader.calls} == {threading.current_thread().name}
+        assert 0 < batches < requests and len(reader.calls) < 200 - 200 // len(QUERIES)
+        batched.close()
+        return
     coalescer = batched._coalescer
     assert coalescer is not None
     on_thread = [keys for thread, keys in reader.calls if thread.startswith("exact-index")]
@@ -160,7 +178,6 @@ def test_deferred_exclusions_are_read_on_the_search_thread_a_batch_at_a_time(sca
     assert len(on_thread) <= coalescer.batches < coalescer.requests  # at most one read per batch
     # The selective filters' queries are computed on the caller's thread, which reads their ids itself.
     assert on_loop and all(len(keys) == 1 for keys in on_loop)
-    assert sum(len(keys) for _, keys in reader.calls) == 200 - 200 // len(QUERIES)  # no read where no row matches
     batched.close()
 
 

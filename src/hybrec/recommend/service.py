@@ -266,19 +266,15 @@ class Recommender:
         """:meth:`recommend` on an event loop, for a recommender that :attr:`answers_in_process`.
 
         The user vector takes a fraction of a millisecond here, so it is found on the loop; the index search is
-        awaited (the exact index's coalescing thread reads the matrix for every request in flight at once), so the
-        loop keeps taking requests meanwhile. Nothing waits on a thread pool: run from a pool, each request paid a
-        thread hop and the pool's threads queued for the GIL, about a third of a request's CPU. Work that can take
-        long runs in a worker thread instead: a due check for a new model version (which may load one), and the
-        cold-start fill of a filtered request.
+        awaited (the exact index scans the matrix for the requests of a turn of the loop at once, on its scan
+        worker, :mod:`hybrec.vectors.scan_worker`), so the loop keeps taking requests meanwhile. Nothing waits on a
+        thread pool: run from a pool, each request paid a thread hop and the pool's threads queued for the GIL,
+        about a third of a request's CPU. Work that can take long runs in a worker thread instead: a due check for a
+        new model version (which may load one), and the cold-start fill of a filtered request.
 
-        The seen items to exclude are read where the search runs (:class:`~hybrec.vectors.base.DeferredIds`): the
-        exact index reads a whole batch's in one statement on its search thread, where SQLite's work runs beside the
-        loop instead of on it. On the benchmark's server (``bench/reco_api.py``, 2-core EPYC with AVX-512) the loop's
-        CPU per request fell from 0.125 to 0.085-0.100 ms, and the whole server's by 5-10% (interleaved runs). Its
-        requests per second did not rise with 16 in flight: there the batch holds every request, so the read only
-        moved from the loop's turn to the search thread's. The store is read on the loop only for a user whose
-        vector must be folded in, and then once, for both.
+        The seen items to exclude are read with the batch (:class:`~hybrec.vectors.base.DeferredIds`): the exact
+        index reads a whole batch's in one statement, instead of one statement per request. The store is read per
+        request only for a user whose vector must be folded in, and then once, for both.
         """
         if self._reload_due():
             await asyncio.to_thread(self.refresh)

@@ -92,9 +92,10 @@ IdSet: TypeAlias = set[str] | frozenset[str]
 class DeferredIds:
     """Ids to exclude from a search, read only where the search runs: :meth:`VectorIndex.query_async` takes them.
 
-    The items a user has seen, read from the store, for instance. The exact index reads them on its search thread,
-    for a whole batch of queries at once, so the event loop that awaits the search does not run the read: on the
-    benchmark's embedded server (``bench/reco_api.py``) the read was about a quarter of the loop's CPU per request.
+    The items a user has seen, read from the store, for instance. The exact index reads a whole batch's at once,
+    one statement instead of one per request (on the benchmark's embedded server, ``bench/reco_api.py``, the
+    per-request read was about a quarter of the event loop's CPU per request): on the loop, once per turn, before the
+    batch goes to the kernel's scan worker (:mod:`hybrec.vectors.scan_worker`), or on its coalescing thread.
 
     Parameters
     ----------

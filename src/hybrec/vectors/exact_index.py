@@ -9,10 +9,12 @@ happens before selection, a query returns ``n`` hits whenever ``n`` items match 
 approximate index.
 
 One-row queries (the serving path: one user per request) from concurrent callers are coalesced into one scan per
-batch on a worker thread (:mod:`~hybrec.vectors.exact_batcher`), so the matrix chunks are read once per batch rather
-than once per request; a query's answer is the same, bit for bit, whether it ran alone or in a batch. The scan reads
-a norm-sorted, transposed copy of the matrix, built on first use: it doubles the memory of a collection queried that
-way (25.6 MB more for 100k x 64).
+batch, so the matrix chunks are read once per batch rather than once per request; a query's answer is the same, bit
+for bit, whether it ran alone or in a batch. From threads, the batches run on a coalescing thread
+(:mod:`~hybrec.vectors.exact_batcher`); from an event loop, with the compiled kernel, a batch is what the loop took in
+one turn and runs on the kernel's own worker thread (:mod:`~hybrec.vectors.scan_worker`), which needs no GIL. The
+scan reads a norm-sorted, transposed copy of the matrix, built on first use: it doubles the memory of a collection
+queried that way (25.6 MB more for 100k x 64).
 
 Collections live in memory as immutable snapshots replaced on every write (copy-on-write), so queries never lock.
 With a ``root`` directory, each collection is also one ``<root>/<name>.npz`` file (vectors, ids and metadata as
@@ -36,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from hybrec.vectors import exact_search, scan_worker
 from hybrec.vectors.base import (
     CollectionInfo,
     CollectionNotFound,
@@ -70,6 +73,8 @@ from hybrec.vectors.exact_search import (
     search_batch,
 )
 from hybrec.vectors.filters import Filter
+from hybrec.vectors.scan_kernel import pruned_scan_kernel
+from hybrec.vectors.scan_worker import LoopBatcher
 
 #: One query's answer from the search thread: its rows and their scores, best first.
 Found = tuple[np.ndarray, np.ndarray]
@@ -107,6 +112,7 @@ class ExactVectorIndex(VectorIndex):
         self.coalesce = coalesce
         self.linger_s = linger_s
         self._coalescer: Coalescer[tuple[Snapshot, Request | DeferredRequest], Found] | None = None
+        self._loop_batchers: dict[asyncio.AbstractEventLoop, LoopBatcher] = {}
 
     def __repr__(self) -> str:
         return f"ExactVectorIndex(root={str(self.root) if self.root else None!r})"
@@ -302,10 +308,11 @@ class ExactVectorIndex(VectorIndex):
         *,
         with_metadata: bool = True,
     ) -> list[list[Hit]]:
-        """:meth:`query` from an event loop: a one-row query joins the coalescing thread's next batch and is awaited,
-        so the loop takes more requests (which join the same batch) while the matrix is read; the few-candidate
-        queries of a selective filter, and multi-row ones, are computed on the loop. :class:`DeferredIds` are read
-        on the coalescing thread, for the whole batch at once (on the loop where the query is computed there)."""
+        """:meth:`query` from an event loop: a one-row query joins this turn's batch of the scan worker (or, without
+        the compiled kernel, the coalescing thread's next batch) and is awaited, so the loop takes more requests
+        while the matrix is read; the few-candidate queries of a selective filter, and multi-row ones, are computed
+        on the loop. :class:`DeferredIds` are read for the whole batch at once (on the loop for the scan worker, on
+        the coalescing thread for its batches, and on the loop where the query is computed there)."""
         started = self._start(name, vectors, n, where, exclude_ids, with_metadata, on_loop=True)
         if isinstance(started, list):
             return started
@@ -339,6 +346,8 @@ class ExactVectorIndex(VectorIndex):
                 col,
                 Request(queries[0], k, plan) if deferred is None else DeferredRequest(queries[0], k, where, deferred),
             )
+            if on_loop and (loop_batcher := self._loop_batcher()) is not None:
+                return col, loop_batcher.submit(col, queries[0], k, plan, where, deferred)
             try:
                 batcher = self._batcher()
                 return col, batcher.submit_async(request) if on_loop else batcher.submit(request)
@@ -364,6 +373,22 @@ class ExactVectorIndex(VectorIndex):
         plan = plan_query(col, where, exclude_ids)
         return col, queries, min(n, plan.allowed), plan
 
+    def _loop_batcher(self) -> LoopBatcher | None:
+        """The running loop's batcher of searches for the kernel's worker (:mod:`hybrec.vectors.scan_worker`), or
+        None where that worker cannot serve (no kernel, the numpy scan chosen, no eventfd)."""
+        kernel = pruned_scan_kernel() if exact_search.use_kernel else None
+        if kernel is None or not scan_worker.available(kernel):
+            return None
+        loop = asyncio.get_running_loop()
+        batcher = self._loop_batchers.get(loop)
+        if batcher is None:
+            with self._lock:
+                for old in [b for b in self._loop_batchers.values() if b.loop.is_closed()]:
+                    old.close()  # a finished loop's (asyncio.run in tests, a restarted server)
+                    del self._loop_batchers[old.loop]
+                batcher = self._loop_batchers[loop] = LoopBatcher(kernel)
+        return batcher
+
     def _batcher(self) -> Coalescer[tuple[Snapshot, Request | DeferredRequest], Found]:
         coalescer = self._coalescer
         if coalescer is None:
@@ -377,5 +402,8 @@ class ExactVectorIndex(VectorIndex):
         """Stop the coalescing worker (after it answers what it holds); a later query starts a new one."""
         with self._lock:
             coalescer, self._coalescer = self._coalescer, None
+            batchers, self._loop_batchers = list(self._loop_batchers.values()), {}
         if coalescer is not None:
             coalescer.close()
+        for batcher in batchers:
+            batcher.close()

@@ -33,13 +33,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "pruned_scan.c"
-FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-pthread")
 #: Rows per panel of the kernel's matrix form (``PANEL`` in the C source).
 PANEL = 64
 #: Relative rounding of a float32 value stored as float16 (11 significant bits), above float16's subnormals.
@@ -171,6 +172,7 @@ class PrunedScanKernel:
         ]  # fmt: skip
         function.restype = ctypes.c_int
         self._function = function
+        self.library = library  # its scan worker too (hybrec.vectors.scan_worker)
         #: What the panels hold: float16 where the CPU converts it in one instruction (F16C), else float32.
         self.panel_dtype = np.dtype(np.float16 if library.hybrec_panel_bytes() == 2 else np.float32)
 
@@ -190,6 +192,22 @@ class PrunedScanKernel:
         and ``excluded`` the int64 rows it must not return. ``relative_error`` bounds a float32 score's error
         relative to ``|q| |v|`` (:func:`~hybrec.vectors.exact_search.error_bound`).
         """
+        call = self.prepare(matrix, queries, k, allowed, excluded, relative_error)
+        if self._function(*call.arguments) != 0:
+            raise MemoryError("the exact-search kernel ran out of memory")
+        return call.results(), call.read
+
+    def prepare(
+        self,
+        matrix: KernelMatrix,
+        queries: np.ndarray,
+        k: Sequence[int],
+        allowed: Sequence[np.ndarray | None],
+        excluded: Sequence[np.ndarray],
+        relative_error: float,
+    ) -> KernelCall:
+        """:meth:`search`'s arguments checked and laid out for the kernel, with its output arrays: for a caller that
+        runs the call elsewhere (:mod:`hybrec.vectors.scan_worker`)."""
         n_queries = len(k)
         if matrix.panels.dtype != self.panel_dtype:
             raise ValueError(f"panels: this kernel reads {self.panel_dtype} panels, got {matrix.panels.dtype}")
@@ -214,15 +232,31 @@ class PrunedScanKernel:
         count = np.empty(n_queries, dtype=np.int64)
         read = np.empty(n_queries, dtype=np.int64)
         panels, vectors, norms, order, position = matrix.addresses
-        status = self._function(
+        arguments = (
             panels, vectors, matrix.dim, matrix.rows, norms, order, position,
             relative_error, queries.ctypes.data, n_queries, k_array.ctypes.data, masks.ctypes.data,
             excluded_start.ctypes.data, excluded_rows.ctypes.data, k_max,
             rows.ctypes.data, scores.ctypes.data, count.ctypes.data, read.ctypes.data,
         )  # fmt: skip
-        if status != 0:
-            raise MemoryError("the exact-search kernel ran out of memory")
-        return [(rows[j, :c], scores[j, :c]) for j, c in enumerate(count.tolist())], read
+        # Every array the addresses point into, the matrix and the filters' masks included, lives as long as the call.
+        alive = (matrix, queries, k_array, masks, list(allowed), excluded_start, excluded_rows)
+        return KernelCall(arguments, rows, scores, count, read, alive)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCall:
+    """One prepared call of the kernel: its arguments (addresses into the arrays it holds) and its output arrays."""
+
+    arguments: tuple[Any, ...]
+    rows: np.ndarray
+    scores: np.ndarray
+    count: np.ndarray
+    read: np.ndarray
+    alive: tuple[Any, ...]
+
+    def results(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each query's rows and scores, best first (after the call returned)."""
+        return [(self.rows[j, :c], self.scores[j, :c]) for j, c in enumerate(self.count.tolist())]
 
 
 _NO_ROWS = np.empty(0, dtype=np.int64)

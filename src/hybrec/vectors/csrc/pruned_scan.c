@@ -361,3 +361,68 @@ int hybrec_exact_search(const void *panels, const float *vectors, int64_t dim, i
   free(excluded);
   return status;
 }
+
+/* The scan worker (hybrec.vectors.scan_worker): batches queued by hybrec_submit are run by hybrec_worker, which a
+ * thread calls once and which never returns to Python until hybrec_worker_stop, so the worker never needs the GIL. A
+ * Python thread that ran each batch needed it to wake and after each call, and an event loop busy answering
+ * requests held it, so the loop and the scan took turns instead of running together. Each job's end is written to
+ * its eventfd, which the event loop watches. */
+#include <pthread.h>
+#include <unistd.h>
+typedef struct Job {
+  const void *panels;
+  const float *vectors;
+  int64_t dim, n;
+  const double *norms;
+  const int64_t *order, *position;
+  double relative_error;
+  const float *queries;
+  int64_t n_queries;
+  const int64_t *k;
+  const uint8_t *const *allowed;
+  const int64_t *excluded_start, *excluded_rows;
+  int64_t k_max;
+  int64_t *out_rows;
+  float *out_scores;
+  int64_t *out_count, *out_read;
+  int64_t fd;
+  int32_t status, done;
+  struct Job *next;
+} Job;
+static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cv = PTHREAD_COND_INITIALIZER;
+static Job *q_head, *q_tail;
+static int q_stop;
+void hybrec_submit(Job *job) {
+  pthread_mutex_lock(&q_mu);
+  job->next = NULL;
+  if (q_tail) q_tail->next = job; else q_head = job;
+  q_tail = job;
+  pthread_cond_signal(&q_cv);
+  pthread_mutex_unlock(&q_mu);
+}
+void hybrec_worker(void) {
+  for (;;) {
+    pthread_mutex_lock(&q_mu);
+    while (!q_head && !q_stop) pthread_cond_wait(&q_cv, &q_mu);
+    Job *job = q_head;
+    if (!job) { pthread_mutex_unlock(&q_mu); return; }
+    q_head = job->next;
+    if (!q_head) q_tail = NULL;
+    pthread_mutex_unlock(&q_mu);
+    job->status = hybrec_exact_search(job->panels, job->vectors, job->dim, job->n, job->norms, job->order, job->position,
+                                      job->relative_error, job->queries, job->n_queries, job->k, job->allowed,
+                                      job->excluded_start, job->excluded_rows, job->k_max, job->out_rows,
+                                      job->out_scores, job->out_count, job->out_read);
+    __atomic_store_n(&job->done, 1, __ATOMIC_RELEASE); /* the results are complete before the flag reads 1 */
+    uint64_t one = 1;
+    ssize_t w = write((int)job->fd, &one, sizeof one);
+    (void)w;
+  }
+}
+void hybrec_worker_stop(void) {
+  pthread_mutex_lock(&q_mu);
+  q_stop = 1;
+  pthread_cond_broadcast(&q_cv);
+  pthread_mutex_unlock(&q_mu);
+}
