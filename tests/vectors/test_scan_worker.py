@@ -107,3 +107,18 @@ def test_a_collection_float16_cannot_hold_is_scanned_by_numpy_with_the_same_answ
     (batcher,) = index._loop_batchers.values()
     assert batcher.jobs == 0  # nothing went to the kernel's worker
     index.close()
+
+
+def test_closing_the_index_with_a_turn_of_queries_pending_still_answers_them() -> None:
+    index, direct, vectors = _index()
+
+    async def run() -> list[list[tuple[str, float]]]:
+        asks = [asyncio.ensure_future(index.query_async("items", vectors[j], 5)) for j in range(10)]
+        await asyncio.sleep(0)  # the queries are in this turn's batch, not sent yet
+        (batcher,) = index._loop_batchers.values()
+        index.close()
+        found = [_ids(f[0]) for f in await asyncio.gather(*asks)]
+        assert batcher.fd == -1 and batcher.jobs == 1
+        return found
+
+    assert asyncio.run(run()) == [_ids(direct.query("items", vectors[j], 5)[0]) for j in range(10)]

@@ -161,6 +161,8 @@ class LoopBatcher:
             except Exception as exc:
                 for future in futures:
                     _settle(future, exc)
+        if self.closed:
+            self._release()
 
     def _send(self, col: Snapshot, requests: Sequence[Request], futures: list[asyncio.Future[Found]]) -> None:
         layout = col.derived.layout(for_kernel=True)
@@ -213,7 +215,7 @@ class LoopBatcher:
             for address, running in list(_RUNNING.items()):
                 if running.batcher is self and running.job.done:
                     del _RUNNING[address]
-        if any(r.batcher is self for r in _RUNNING.values()):  # the worker will still write to the eventfd
+        if self.pending or any(r.batcher is self for r in _RUNNING.values()):  # answers still to come through it
             return
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing watches it any more
             self.loop.remove_reader(self.fd)
