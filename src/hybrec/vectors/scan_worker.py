@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hybrec.vectors.base import DeferredIds, IdSet, read_deferred
-from hybrec.vectors.exact_search import Plan, Request, Snapshot, error_bound, plan_query, top_rows
+from hybrec.vectors.base import DeferredIds, read_deferred
+from hybrec.vectors.exact_search import DeferredRequest, Plan, Request, Snapshot, error_bound, top_rows
 from hybrec.vectors.filters import Filter
 from hybrec.vectors.scan_kernel import KernelCall, PrunedScanKernel
 
@@ -145,7 +145,7 @@ class LoopBatcher:
                     ids = exclusions[id(q)]
                     if isinstance(ids, BaseException):
                         raise ids
-                    request = _planned(q, ids)
+                    request = DeferredRequest(q.query, q.k, q.where, q.exclude).planned(q.col, ids)
                 if request.k <= 0 or request.plan.candidates is not None:  # nothing to scan: answered here
                     _settle(q.future, top_rows(q.col, [request])[0])
                     continue
@@ -221,11 +221,6 @@ class LoopBatcher:
             self.loop.remove_reader(self.fd)
         os.close(self.fd)
         self.fd = -1
-
-
-def _planned(q: _Query, exclude: IdSet) -> Request:
-    plan = plan_query(q.col, q.where, exclude)
-    return Request(q.query, min(q.k, plan.allowed), plan)
 
 
 def _settle(future: asyncio.Future[Found], outcome: Found | BaseException) -> None:
