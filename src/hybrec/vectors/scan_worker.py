@@ -54,7 +54,7 @@ class _Job(ctypes.Structure):
         ("position", _P), ("relative_error", ctypes.c_double), ("queries", _P), ("n_queries", _I64), ("k", _P),
         ("allowed", _P), ("excluded_start", _P), ("excluded_rows", _P), ("k_max", _I64), ("out_rows", _P),
         ("out_scores", _P), ("out_count", _P), ("out_read", _P), ("fd", _I64), ("status", ctypes.c_int32),
-        ("done", ctypes.c_int32), ("next", _P),
+        ("done", ctypes.c_int32), ("written", ctypes.c_int32), ("next", _P),
     ]  # fmt: skip
 
 
@@ -66,9 +66,11 @@ class _Running:
     call: KernelCall
     futures: list[asyncio.Future[Found]]
     batcher: LoopBatcher
+    settled: bool = False  # its answers were handed to its futures
 
 
-#: Jobs submitted and not yet seen done, by address: they keep their arrays (and their batcher's eventfd) alive.
+#: Jobs submitted and not yet seen written (the worker's last touch), by address: they keep their arrays, and their
+#: batcher's eventfd, alive.
 _RUNNING: dict[int, _Running] = {}
 _worker_lock = threading.Lock()
 _workers: set[tuple[int, int]] = set()  # (kernel id, process id) of each worker thread started
@@ -178,7 +180,7 @@ class LoopBatcher:
             [r.plan.excluded for r in requests],
             error_bound(col.info.dim),
         )
-        job = _Job(*call.arguments, self.fd, 0, 0, None)
+        job = _Job(*call.arguments, self.fd, 0, 0, 0, None)
         address = ctypes.addressof(job)
         _RUNNING[address] = _Running(job, call, futures, self)
         self.jobs += 1
@@ -191,31 +193,50 @@ class LoopBatcher:
         except BlockingIOError:
             return
         for address, running in list(_RUNNING.items()):
-            if running.batcher is not self or not running.job.done:
+            if running.batcher is not self:
                 continue
-            del _RUNNING[address]
-            if running.job.status != 0:
-                outcome: list[Found] | BaseException = MemoryError("the exact-search kernel ran out of memory")
-            else:
-                outcome = running.call.results()
-            for j, future in enumerate(running.futures):
-                _settle(future, outcome if isinstance(outcome, BaseException) else outcome[j])
+            if not running.settled and running.job.done:
+                running.settled = True
+                self.answered(running)
+            if running.settled and running.job.written:
+                del _RUNNING[address]
         if self.closed:
             self._release()
 
+    @staticmethod
+    def answered(running: _Running) -> None:
+        """Hand a finished job's answers to its futures."""
+        if running.job.status != 0:
+            error = MemoryError("the exact-search kernel ran out of memory")
+            for future in running.futures:
+                _settle(future, error)
+            return
+        for future, found in zip(running.futures, running.call.results(), strict=True):
+            _settle(future, found)
+
     def close(self) -> None:
-        """Stop watching the eventfd; it is closed once no job of this batcher is in the worker's hands."""
+        """Stop watching the eventfd; it is closed once the worker is done writing to it for this batcher's jobs."""
         self.closed = True
+        self._release()
+
+    def _forget_written(self) -> None:
+        for address, running in list(_RUNNING.items()):
+            if running.batcher is self and running.settled and running.job.written:
+                del _RUNNING[address]
         self._release()
 
     def _release(self) -> None:
         if self.fd < 0:
             return
-        if self.loop.is_closed():  # nobody awaits its jobs' answers: forget those the worker has finished
+        if self.loop.is_closed():  # nobody awaits its jobs' answers: forget those the worker is through with
             for address, running in list(_RUNNING.items()):
-                if running.batcher is self and running.job.done:
+                if running.batcher is self and running.job.written:
                     del _RUNNING[address]
-        if self.pending or any(r.batcher is self for r in _RUNNING.values()):  # answers still to come through it
+        mine = [r for r in _RUNNING.values() if r.batcher is self]
+        if self.pending or mine:  # the worker may still write to it
+            if mine and all(r.settled for r in mine) and not self.loop.is_closed():
+                # Answered, their write just over: no wake-up will come for the flag that says so.
+                self.loop.call_later(0.001, self._forget_written)
             return
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing watches it any more
             self.loop.remove_reader(self.fd)

@@ -386,7 +386,7 @@ typedef struct Job {
   float *out_scores;
   int64_t *out_count, *out_read;
   int64_t fd;
-  int32_t status, done;
+  int32_t status, done, written; /* done: the results are complete; written: the eventfd write is over */
   struct Job *next;
 } Job;
 static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -416,8 +416,11 @@ void hybrec_worker(void) {
                                       job->out_scores, job->out_count, job->out_read);
     __atomic_store_n(&job->done, 1, __ATOMIC_RELEASE); /* the results are complete before the flag reads 1 */
     uint64_t one = 1;
-    ssize_t w = write((int)job->fd, &one, sizeof one);
+    ssize_t w = write((int)job->fd, &one, sizeof one); /* after done: the wake-up finds the job done */
     (void)w;
+    /* After the write: until this reads 1 the eventfd must stay open (a closed number may be another file's by
+     * then). The job's memory is the caller's until then too: nothing here touches it afterwards. */
+    __atomic_store_n(&job->written, 1, __ATOMIC_RELEASE);
   }
 }
 void hybrec_worker_stop(void) {
