@@ -29,6 +29,7 @@ import ctypes
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -73,6 +74,9 @@ class _Running:
 #: batcher's eventfd, alive.
 _RUNNING: dict[int, _Running] = {}
 _worker_lock = threading.Lock()
+#: How long releasing the eventfd of a loop that is closed waits for the worker to be through with its jobs; after
+#: that the eventfd stays open (never closed under a write).
+CLOSED_LOOP_WAIT_S = 1.0
 _workers: set[tuple[int, int]] = set()  # (kernel id, process id) of each worker thread started
 
 
@@ -228,10 +232,15 @@ class LoopBatcher:
     def _release(self) -> None:
         if self.fd < 0:
             return
-        if self.loop.is_closed():  # nobody awaits its jobs' answers: forget those the worker is through with
-            for address, running in list(_RUNNING.items()):
-                if running.batcher is self and running.job.written:
-                    del _RUNNING[address]
+        if self.loop.is_closed():  # nobody awaits its jobs' answers, and no wake-up will come: wait for the worker
+            deadline = time.monotonic() + CLOSED_LOOP_WAIT_S  # a scan, then the store after its write: microseconds
+            while True:
+                for address, running in list(_RUNNING.items()):
+                    if running.batcher is self and running.job.written:
+                        del _RUNNING[address]
+                if not any(r.batcher is self for r in _RUNNING.values()) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.0005)
         mine = [r for r in _RUNNING.values() if r.batcher is self]
         if self.pending or mine:  # the worker may still write to it
             if mine and all(r.settled for r in mine) and not self.loop.is_closed():
