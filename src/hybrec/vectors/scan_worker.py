@@ -186,6 +186,10 @@ class LoopBatcher:
         )
         job = _Job(*call.arguments, self.fd, 0, 0, 0, None)
         address = ctypes.addressof(job)
+        # Jobs whose loop went away before the worker's last touch were left here: forget those it is through with.
+        for other, running in list(_RUNNING.items()):
+            if running.job.written and (running.settled or running.batcher.loop.is_closed()):
+                _RUNNING.pop(other, None)
         _RUNNING[address] = _Running(job, call, futures, self)
         self.jobs += 1
         self.queries += len(requests)
@@ -203,7 +207,7 @@ class LoopBatcher:
                 running.settled = True
                 self.answered(running)
             if running.settled and running.job.written:
-                del _RUNNING[address]
+                _RUNNING.pop(address, None)
         if self.closed:
             self._release()
 
@@ -226,7 +230,7 @@ class LoopBatcher:
     def _forget_written(self) -> None:
         for address, running in list(_RUNNING.items()):
             if running.batcher is self and running.settled and running.job.written:
-                del _RUNNING[address]
+                _RUNNING.pop(address, None)
         self._release()
 
     def _release(self) -> None:
@@ -237,7 +241,7 @@ class LoopBatcher:
             while True:
                 for address, running in list(_RUNNING.items()):
                     if running.batcher is self and running.job.written:
-                        del _RUNNING[address]
+                        _RUNNING.pop(address, None)
                 if not any(r.batcher is self for r in _RUNNING.values()) or time.monotonic() > deadline:
                     break
                 time.sleep(0.0005)
